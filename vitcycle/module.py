@@ -1,0 +1,229 @@
+"""CycleGAN as a LightningModule: two generators, two discriminators, manual optimization.
+
+Losses of Zhu et al. 2017, "Unpaired Image-to-Image Translation using Cycle-Consistent
+Adversarial Networks" (equation numbers of the paper):
+
+- Adversarial, Eq. (1): L_GAN(G_ab, D_b) + L_GAN(G_ba, D_a). The paper trains with the
+  least-squares form (Sec. 4, "lsgan", default); "hinge" and "vanilla" are options
+  (`vitcycle.losses.GAN_LOSSES`). The discriminator loss is halved, as in the paper.
+- Cycle consistency, Eq. (2): ||G_ba(G_ab(a)) - a||_1 + ||G_ab(G_ba(b)) - b||_1,
+  weighted by lambda (Eq. 3), `lambda_cycle=10`.
+- Identity, Sec. 5.2 (Taigman et al.): ||G_ab(b) - b||_1 + ||G_ba(a) - a||_1, weighted by
+  `lambda_identity * lambda_cycle` (0.5 * 10), as in the reference implementation.
+- Optional gradient penalty on the discriminators (`lambda_gp`, Gulrajani et al. 2017).
+
+Full objective, Eq. (3): L = L_GAN(G_ab, D_b) + L_GAN(G_ba, D_a) + lambda * L_cyc (+ identity).
+Discriminators see fakes from an `ImagePool` of 50 (Sec. 4). Learning rates are constant for
+`decay_start_epoch` epochs, then fall linearly to zero over `decay_epochs`, stepped explicitly
+because Lightning ignores scheduler intervals under manual optimization. EMA copies of both
+generators (`gen_ab_ema`, `gen_ba_ema`) are used for validation, translation and export.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+import pytorch_lightning as pl
+from pytorch_lightning.cli import OptimizerCallable
+from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torchmetrics import MeanMetric
+
+from vitcycle.errors import VitcycleError
+from vitcycle.image_pool import ImagePool
+from vitcycle.losses import GAN_LOSSES, GanLossName, gradient_penalty
+
+
+class NonFiniteLossError(VitcycleError):
+    """A loss became NaN or infinite; training stops instead of going on silently."""
+
+
+def _ema(model: nn.Module, decay: float) -> AveragedModel:
+    """An exponential moving average of `model` (parameters and buffers), never trained directly."""
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    ema.requires_grad_(False)
+    return ema
+
+
+def _mean_logit(pred: Tensor | list[Tensor]) -> Tensor:
+    preds = [pred] if isinstance(pred, Tensor) else pred
+    return torch.stack([p.detach().float().mean() for p in preds]).mean()
+
+
+class CycleGAN(pl.LightningModule):
+    """CycleGAN training of `gen_ab: A -> B` and `gen_ba: B -> A` against `disc_a`, `disc_b`.
+
+    Args:
+        gen_ab: generator from domain A to domain B (e.g. `vitcycle.models.ViTTranslator`).
+        gen_ba: generator from domain B to domain A.
+        disc_a: discriminator of real vs. fake A images (e.g. `PatchDiscriminator`).
+        disc_b: discriminator of real vs. fake B images.
+        optimizer_gen: optimizer of both generators (Adam, lr 2e-4, betas (0.5, 0.999) in the configs).
+        optimizer_disc: optimizer of both discriminators.
+        gan_loss: adversarial loss, "lsgan" (paper default), "hinge" or "vanilla".
+        lambda_cycle: weight of the cycle L1 loss (paper: 10).
+        lambda_identity: weight of the identity L1 loss relative to `lambda_cycle` (paper: 0.5).
+        lambda_gp: weight of the discriminator gradient penalty; 0 disables it.
+        gp_center: target gradient norm of the penalty (1: WGAN-GP, 0: zero-centred).
+        pool_size: size of each fake-image history pool; 0 disables the pools.
+        ema_decay: decay of the generators' exponential moving average.
+        decay_start_epoch: epochs at the initial learning rate before the linear decay.
+        decay_epochs: epochs of linear decay to zero (paper: 100 + 100).
+        seed: seed of the image pools' draws (a function of seed and step, so resuming is exact).
+    """
+
+    def __init__(
+        self,
+        gen_ab: nn.Module,
+        gen_ba: nn.Module,
+        disc_a: nn.Module,
+        disc_b: nn.Module,
+        optimizer_gen: OptimizerCallable = torch.optim.Adam,
+        optimizer_disc: OptimizerCallable = torch.optim.Adam,
+        gan_loss: GanLossName = "lsgan",
+        lambda_cycle: float = 10.0,
+        lambda_identity: float = 0.5,
+        lambda_gp: float = 0.0,
+        gp_center: float = 1.0,
+        pool_size: int = 50,
+        ema_decay: float = 0.999,
+        decay_start_epoch: int = 100,
+        decay_epochs: int = 100,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.gen_ab, self.gen_ba = gen_ab, gen_ba
+        self.disc_a, self.disc_b = disc_a, disc_b
+        self.gen_ab_ema, self.gen_ba_ema = _ema(gen_ab, ema_decay), _ema(gen_ba, ema_decay)
+        self.pool_a, self.pool_b = ImagePool(pool_size), ImagePool(pool_size)
+        self.optimizer_gen, self.optimizer_disc = optimizer_gen, optimizer_disc
+        self.d_loss_fn, self.g_loss_fn = GAN_LOSSES[gan_loss]
+        # Validation means, synchronised across DDP ranks by torchmetrics.
+        self.val_means = nn.ModuleDict(
+            {name: MeanMetric() for name in ("cycle_l1", "paired_l1_ab", "paired_l1_ba", "identity_l1")}
+        )
+
+    # ---------------------------------------------------------------- optimizers and schedule
+    def configure_optimizers(self):
+        opt_gen = self.optimizer_gen(list(self.gen_ab.parameters()) + list(self.gen_ba.parameters()))
+        opt_disc = self.optimizer_disc(list(self.disc_a.parameters()) + list(self.disc_b.parameters()))
+        start, length = self.hparams.decay_start_epoch, self.hparams.decay_epochs
+
+        def linear_decay(epoch: int) -> float:
+            return 1.0 - max(0, epoch + 1 - start) / float(length + 1)
+
+        schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, linear_decay) for opt in (opt_gen, opt_disc)]
+        return [opt_gen, opt_disc], schedulers
+
+    def on_train_epoch_end(self) -> None:
+        for scheduler in self.lr_schedulers():
+            scheduler.step()
+
+    # ---------------------------------------------------------------- training
+    def _pool_generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(self.hparams.seed * 1_000_003 + self.global_step)
+
+    def _check_finite(self, losses: dict[str, Tensor]) -> None:
+        values = torch.stack([v.detach().float() for v in losses.values()])
+        if not torch.isfinite(values).all():
+            bad = [k for k, v in losses.items() if not torch.isfinite(v.detach()).all()]
+            raise NonFiniteLossError(
+                f"non-finite loss at step {self.global_step} (epoch {self.current_epoch}): {', '.join(bad)}. "
+                "Lower the learning rate, check the input data, or try `--trainer.precision=32-true`."
+            )
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        real_a, real_b = batch["a"], batch["b"]  # (B, 3, H, W) each, in [-1, 1]
+        opt_gen, opt_disc = self.optimizers()
+        hp = self.hparams
+
+        # Generators: fakes are computed once and reused (detached) for the discriminators.
+        self.toggle_optimizer(opt_gen)
+        fake_b = self.gen_ab(real_a)  # (B, 3, H, W)
+        fake_a = self.gen_ba(real_b)  # (B, 3, H, W)
+        rec_a = self.gen_ba(fake_b)  # (B, 3, H, W)
+        rec_b = self.gen_ab(fake_a)  # (B, 3, H, W)
+        g = {
+            "loss/g_adv_ab": self.g_loss_fn(self.disc_b(fake_b)),
+            "loss/g_adv_ba": self.g_loss_fn(self.disc_a(fake_a)),
+            "loss/cycle_a": F.l1_loss(rec_a, real_a),
+            "loss/cycle_b": F.l1_loss(rec_b, real_b),
+        }
+        loss_gen = g["loss/g_adv_ab"] + g["loss/g_adv_ba"] + hp.lambda_cycle * (g["loss/cycle_a"] + g["loss/cycle_b"])
+        if hp.lambda_identity > 0:
+            g["loss/idt_a"] = F.l1_loss(self.gen_ba(real_a), real_a)
+            g["loss/idt_b"] = F.l1_loss(self.gen_ab(real_b), real_b)
+            loss_gen = loss_gen + hp.lambda_identity * hp.lambda_cycle * (g["loss/idt_a"] + g["loss/idt_b"])
+        g["loss/gen"] = loss_gen
+        self._check_finite(g)
+        opt_gen.zero_grad(set_to_none=True)
+        self.manual_backward(loss_gen)
+        opt_gen.step()
+        self.untoggle_optimizer(opt_gen)
+        self.gen_ab_ema.update_parameters(self.gen_ab)
+        self.gen_ba_ema.update_parameters(self.gen_ba)
+
+        # Discriminators, on history-pool fakes.
+        self.toggle_optimizer(opt_disc)
+        rng = self._pool_generator()
+        pooled_fake_a = self.pool_a.query(fake_a, rng)  # (B, 3, H, W)
+        pooled_fake_b = self.pool_b.query(fake_b, rng)  # (B, 3, H, W)
+        pred_real_a, pred_fake_a = self.disc_a(real_a), self.disc_a(pooled_fake_a)
+        pred_real_b, pred_fake_b = self.disc_b(real_b), self.disc_b(pooled_fake_b)
+        d = {
+            "loss/d_a": self.d_loss_fn(pred_real_a, pred_fake_a),
+            "loss/d_b": self.d_loss_fn(pred_real_b, pred_fake_b),
+        }
+        loss_disc = d["loss/d_a"] + d["loss/d_b"]
+        if hp.lambda_gp > 0:
+            d["loss/gp_a"] = gradient_penalty(self.disc_a, real_a, pooled_fake_a, hp.gp_center)
+            d["loss/gp_b"] = gradient_penalty(self.disc_b, real_b, pooled_fake_b, hp.gp_center)
+            loss_disc = loss_disc + hp.lambda_gp * (d["loss/gp_a"] + d["loss/gp_b"])
+        d["loss/disc"] = loss_disc
+        self._check_finite(d)
+        opt_disc.zero_grad(set_to_none=True)
+        self.manual_backward(loss_disc)
+        opt_disc.step()
+        self.untoggle_optimizer(opt_disc)
+
+        logs = {k: v.detach() for k, v in {**g, **d}.items()}
+        logs |= {
+            "d_out/real_a": _mean_logit(pred_real_a),
+            "d_out/fake_a": _mean_logit(pred_fake_a),
+            "d_out/real_b": _mean_logit(pred_real_b),
+            "d_out/fake_b": _mean_logit(pred_fake_b),
+            "lr/gen": torch.tensor(opt_gen.param_groups[0]["lr"]),
+            "lr/disc": torch.tensor(opt_disc.param_groups[0]["lr"]),
+        }
+        self.log_dict(logs, batch_size=real_a.shape[0])
+        self.log("cycle", g["loss/cycle_a"] + g["loss/cycle_b"], prog_bar=True, logger=False)
+
+    # ---------------------------------------------------------------- evaluation (EMA generators)
+    @torch.no_grad()
+    def translate(self, real_a: Tensor, real_b: Tensor) -> dict[str, Tensor]:
+        """Translations and reconstructions of both batches by the EMA generators."""
+        fake_b = self.gen_ab_ema(real_a)  # (B, 3, H, W)
+        fake_a = self.gen_ba_ema(real_b)  # (B, 3, H, W)
+        return {"fake_b": fake_b, "fake_a": fake_a, "rec_a": self.gen_ba_ema(fake_b), "rec_b": self.gen_ab_ema(fake_a)}
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        real_a, real_b = batch["a"], batch["b"]  # (B, 3, H, W) each
+        out = self.translate(real_a, real_b)
+        self.val_means["cycle_l1"].update(0.5 * (F.l1_loss(out["rec_a"], real_a) + F.l1_loss(out["rec_b"], real_b)))
+        if "paired" in batch:  # aligned pairs: real_b[i] is what real_a[i] should become
+            self.val_means["paired_l1_ab"].update(F.l1_loss(out["fake_b"], real_b))
+            self.val_means["paired_l1_ba"].update(F.l1_loss(out["fake_a"], real_a))
+            self.val_means["identity_l1"].update(F.l1_loss(real_a, real_b))
+
+    def on_validation_epoch_end(self) -> None:
+        means = {name: metric.compute() for name, metric in self.val_means.items() if metric.update_called}
+        if "identity_l1" in means:  # paired data: how far below "change nothing" each direction is
+            base = means["identity_l1"].clamp_min(1e-8)
+            means["paired_ratio_ab"] = means["paired_l1_ab"] / base
+            means["paired_ratio_ba"] = means["paired_l1_ba"] / base
+            means["paired_ratio"] = 0.5 * (means["paired_ratio_ab"] + means["paired_ratio_ba"])
+        self.log_dict({f"val/{name}": value for name, value in means.items()})
+        for metric in self.val_means.values():
+            metric.reset()

@@ -1,0 +1,21 @@
+"""LightningCLI of vitcycle: `vitcycle fit|validate|test|predict`, configured from YAML."""
+
+from __future__ import annotations
+
+from pytorch_lightning.cli import LightningCLI
+
+from vitcycle.data import UnpairedImageDataModule
+from vitcycle.module import CycleGAN
+
+
+class VitCycleCLI(LightningCLI):
+    """LightningCLI for a `CycleGAN` trained on an `UnpairedImageDataModule`.
+
+    Generators and discriminators are chosen in YAML with `class_path`/`init_args`; the two
+    optimizers are `OptimizerCallable` arguments of the module, so `--optimizer` is not used.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("auto_configure_optimizers", False)
+        super().__init__(CycleGAN, UnpairedImageDataModule, *args, **kwargs)
