@@ -32,6 +32,81 @@ def _cmd_data_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_translate(args: argparse.Namespace) -> int:
+    from vitcycle.data import read_image
+    from vitcycle.inference import PathTranslator, Translator, one_line_warnings, plan_translation
+
+    if args.paste_back and not args.face_crop:
+        raise VitcycleError("--paste-back only applies with --face-crop; add --face-crop or drop --paste-back")
+    if args.size is not None and args.size < 1:
+        raise VitcycleError(f"--size {args.size} must be a positive number of pixels")
+    with one_line_warnings("vitcycle translate"):
+        jobs = plan_translation(args.input, args.output, ext=args.ext)  # path errors before the model loads
+        style = read_image(args.style) if args.style else None
+        translator = Translator.from_checkpoint(
+            args.ckpt, direction=args.direction, use_ema=not args.no_ema, device=args.device
+        )
+        runner = PathTranslator(
+            translator,
+            size=args.size,
+            batch_size=args.batch_size,
+            face_crop=args.face_crop,
+            paste_back=args.paste_back,
+            style=style,
+            grid=args.grid,
+            max_pixels=args.max_pixels,
+        )
+        summary = runner.run(jobs)
+    print(f"translated {len(summary.translated)}, skipped {len(summary.skipped)} (output: {args.output})")
+    if not summary.translated:
+        raise VitcycleError(f"nothing was translated: all {len(summary.skipped)} inputs were skipped (see the warnings above)")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from vitcycle.inference import one_line_warnings
+    from vitcycle.metrics import format_report, run_eval, write_report
+
+    out = Path(args.out) if args.out else Path(args.ckpt).with_suffix(".eval.json")
+    with one_line_warnings("vitcycle eval"):
+        report = run_eval(
+            args.ckpt,
+            args.test_a,
+            args.test_b,
+            pairs=args.pairs,
+            inception_weights=args.inception_weights,
+            batch_size=args.batch_size,
+            device=args.device,
+            kid_subset_size=args.kid_subset_size,
+            size=args.size,
+            use_ema=not args.no_ema,
+        )
+    print(format_report(report))
+    print(f"paired metrics: {report['settings']['paired_ranges']}; report written to {write_report(report, out)}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from vitcycle.export import default_output, export_generator
+    from vitcycle.inference import Translator, one_line_warnings
+
+    with one_line_warnings("vitcycle export"):
+        translator = Translator.from_checkpoint(args.ckpt, direction=args.direction, use_ema=not args.no_ema, device="cpu")
+        out = args.out or default_output(args.ckpt, args.format, args.direction)
+        result = export_generator(
+            translator, out, fmt=args.format, size=args.size, dynamic=args.dynamic, atol=args.atol
+        )
+    shapes = ", ".join("x".join(map(str, s)) for s in result["checked_shapes"])
+    print(
+        f"exported {args.direction} generator to {result['path']} ({args.format}, size {result['size']}, "
+        f"dynamic={result['dynamic']}); input 'image' and output 'translated' are (B, 3, H, W) in [-1, 1]; "
+        f"max abs difference to PyTorch {result['max_abs_diff']:.2e} on {shapes}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of the non-Lightning subcommands (Lightning ones are listed for --help)."""
     parser = argparse.ArgumentParser(
@@ -51,6 +126,48 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--size", type=int, default=64, help="image side in pixels")
     synth.add_argument("--seed", type=int, default=0, help="same seed, same bytes")
     synth.set_defaults(func=_cmd_data_synth)
+
+    tr = sub.add_parser("translate", help="translate images, folders or videos with a checkpoint")
+    tr.add_argument("--ckpt", required=True, help="checkpoint (.ckpt) written by `vitcycle fit`")
+    tr.add_argument("--input", required=True, help="an image, a video (.mp4 .avi .mov .mkv .webm) or a folder (recursive)")
+    tr.add_argument("--output", required=True, help="output file, or folder (a folder input is mirrored into it)")
+    tr.add_argument("--direction", choices=("a2b", "b2a"), default="a2b", help="a2b uses gen_ab, b2a gen_ba")
+    tr.add_argument("--size", type=int, default=None, help="processing size of the longer side (default: training size)")
+    tr.add_argument("--batch-size", type=int, default=8, help="images or video frames per forward pass")
+    tr.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    tr.add_argument("--face-crop", action="store_true", help="translate a square around the largest detected face")
+    tr.add_argument("--paste-back", action="store_true", help="with --face-crop: blend the face back into the image")
+    tr.add_argument("--no-ema", action="store_true", help="use the raw generator weights instead of the EMA ones")
+    tr.add_argument("--style", metavar="REF", default=None, help="style reference image (generators with a style encoder)")
+    tr.add_argument("--grid", action="store_true", help="write input | output side by side")
+    tr.add_argument("--max-pixels", type=float, default=40e6, help="skip inputs with more pixels than this (default 40e6)")
+    tr.add_argument("--ext", default=None, help="write images with this extension (e.g. png) instead of the input's")
+    tr.set_defaults(func=_cmd_translate)
+
+    ev = sub.add_parser("eval", help="FID/KID of both directions and paired metrics of a checkpoint")
+    ev.add_argument("--ckpt", required=True, help="checkpoint (.ckpt) written by `vitcycle fit`")
+    ev.add_argument("--test-a", required=True, help="folder of domain-A test images (recursive)")
+    ev.add_argument("--test-b", required=True, help="folder of domain-B test images (recursive)")
+    ev.add_argument("--pairs", default=None, help="CSV a,b of aligned pairs (default: pairs_val.csv beside the test folders)")
+    ev.add_argument("--out", default=None, help="JSON report (default: <ckpt>.eval.json beside the checkpoint)")
+    ev.add_argument("--inception-weights", default=None, help="local weights-inception-2015-12-05-6726825d.pth (offline)")
+    ev.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
+    ev.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    ev.add_argument("--kid-subset-size", type=int, default=1000, help="KID subset size (capped at the set size)")
+    ev.add_argument("--size", type=int, default=None, help="processing size (default: training size)")
+    ev.add_argument("--no-ema", action="store_true", help="use the raw generator weights instead of the EMA ones")
+    ev.set_defaults(func=_cmd_eval)
+
+    ex = sub.add_parser("export", help="export a generator to ONNX or TorchScript, checked against PyTorch")
+    ex.add_argument("--ckpt", required=True, help="checkpoint (.ckpt) written by `vitcycle fit`")
+    ex.add_argument("--format", choices=("onnx", "torchscript"), default="onnx", help="onnx needs vitcycle[export]")
+    ex.add_argument("--size", type=int, default=None, help="square export size, a multiple of the patch size (default: training size)")
+    ex.add_argument("--dynamic", action="store_true", help="onnx: free batch/height/width; torchscript: free batch")
+    ex.add_argument("--out", default=None, help="output file (default: <ckpt>.<direction>.onnx / .torchscript.pt)")
+    ex.add_argument("--direction", choices=("a2b", "b2a"), default="a2b", help="a2b exports gen_ab, b2a gen_ba")
+    ex.add_argument("--no-ema", action="store_true", help="export the raw generator weights instead of the EMA ones")
+    ex.add_argument("--atol", type=float, default=1e-3, help="largest allowed difference to PyTorch (default 1e-3)")
+    ex.set_defaults(func=_cmd_export)
     return parser
 
 
@@ -63,9 +180,14 @@ def cli_main(args: Sequence[str] | None = None):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `vitcycle` console script."""
+    from_sys_argv = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in LIGHTNING_COMMANDS:
-        cli_main(argv)
+        try:
+            cli_main(None if from_sys_argv else argv)
+        except VitcycleError as err:
+            print(f"vitcycle {argv[0]}: error: {err}", file=sys.stderr)
+            return 2
         return 0
     parser = build_parser()
     args = parser.parse_args(argv)

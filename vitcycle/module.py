@@ -117,9 +117,11 @@ class CycleGAN(pl.LightningModule):
         schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, linear_decay) for opt in (opt_gen, opt_disc)]
         return [opt_gen, opt_disc], schedulers
 
-    def on_train_epoch_end(self) -> None:
+    def on_train_epoch_start(self) -> None:
+        # Step to the current epoch: also right after a resume, whenever the checkpoint was written.
         for scheduler in self.lr_schedulers():
-            scheduler.step()
+            while scheduler.last_epoch < self.current_epoch:
+                scheduler.step()
 
     # ---------------------------------------------------------------- training
     def _pool_generator(self) -> torch.Generator:

@@ -17,11 +17,18 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import timm
 import torch
 import torch.nn.functional as F
-import timm
-from timm.layers import Attention, DropPath, LayerNorm2d, Mlp, resample_abs_pos_embed, resample_patch_embed
-from timm.layers import trunc_normal_
+from timm.layers import (
+    Attention,
+    DropPath,
+    LayerNorm2d,
+    Mlp,
+    resample_abs_pos_embed,
+    resample_patch_embed,
+    trunc_normal_,
+)
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 from torch.utils.checkpoint import checkpoint
@@ -208,12 +215,12 @@ class ViTTranslator(nn.Module):
         depth = len(self.encoder.blocks)
         indices = _resolve_indices(encoder_indices, depth)
         self.encoder_indices = indices
+        # blocks after the deepest index, the final norm and the classifier are unused: prune them
+        self.encoder.prune_intermediate_layers(indices, prune_norm=True, prune_head=True)
         if pretrained_path:
-            # blocks after the deepest index, the final norm and the classifier are pruned below
-            pruned = ("head.", "fc_norm.", "norm.", "attn_pool.", "head_drop.")
+            pruned = ("head.", "fc_norm.", "norm.", "attn_pool.")
             pruned += tuple(f"blocks.{i}." for i in range(indices[-1] + 1, depth))
             load_encoder_weights(self.encoder, pretrained_path, ignore_prefixes=pruned)
-        self.encoder.prune_intermediate_layers(indices, prune_norm=True, prune_head=True)
         cfg = self.encoder.pretrained_cfg or {}
         mean = torch.tensor(cfg.get("mean", (0.5, 0.5, 0.5)), dtype=torch.float32).view(1, -1, 1, 1)
         std = torch.tensor(cfg.get("std", (0.5, 0.5, 0.5)), dtype=torch.float32).view(1, -1, 1, 1)
@@ -223,7 +230,9 @@ class ViTTranslator(nn.Module):
         patch = self.encoder.patch_embed.patch_size
         self.patch_size = (int(patch[0]), int(patch[1]))
         if min(self.patch_size) < 4:
-            raise VitcycleError(f"encoder patch size {self.patch_size} is below 4; use a patch size of 4 or more")
+            raise VitcycleError(
+                f"encoder patch size {self.patch_size} is below 4; use a patch size of 4 or more"
+            )
         enc_dim = self.encoder.embed_dim
         self.img_size = img_size
 
@@ -273,8 +282,11 @@ class ViTTranslator(nn.Module):
             for j, (d, k) in enumerate(zip(level_dims, self.level_stage, strict=True))
         )
         self.stem = nn.ModuleList(
-            [_conv_block(3, ch[0], 1), _conv_block(ch[0], ch[1], 2), nn.Sequential(
-                nn.Conv2d(ch[1], ch[2], 3, stride=2, padding=1), nn.ReLU(inplace=True))]
+            [
+                _conv_block(3, ch[0], 1),
+                _conv_block(ch[0], ch[1], 2),
+                nn.Sequential(nn.Conv2d(ch[1], ch[2], 3, stride=2, padding=1), nn.ReLU(inplace=True)),
+            ]
         )
         self.up = nn.ModuleList(PixelShuffleUp(ch[k + 1], ch[k]) for k in range(S))  # up[k]: stage k+1 -> k
         self.fuse = nn.ModuleList(ResidualConvUnit(ch[k]) for k in range(S + 1))
@@ -402,9 +414,9 @@ class ViTTranslator(nn.Module):
         for layer in self.stem:
             s = layer(s)
             stem.append(s)  # (B, ch[k], H / 2**k, W / 2**k), k = 0, 1, 2
-        grid = tuple(features[0].shape[-2:])
-        sizes = [tuple(t.shape[-2:]) for t in stem]
-        sizes += [(-(-x.shape[-2] // 2**k), -(-x.shape[-1] // 2**k)) for k in range(3, S)] + [grid]
+        H, W = x.shape[-2:]
+        sizes = [tuple(stem[k].shape[-2:]) if k < 3 else (-(-H // 2**k), -(-W // 2**k)) for k in range(S)]
+        sizes.append(tuple(features[0].shape[-2:]))  # the token grid (H/p, W/p)
 
         laterals: list[torch.Tensor | None] = [None] * (S + 1)
         for k in range(min(3, S + 1)):
@@ -412,7 +424,9 @@ class ViTTranslator(nn.Module):
         for feat, layer, k in zip(features, self.reassemble, self.level_stage, strict=True):
             y = layer(feat)  # (B, ch[k], h, w); 1x1 conv before the resize: cheaper, same result
             if tuple(y.shape[-2:]) != sizes[k]:
-                y = F.interpolate(y, size=sizes[k], mode="bilinear", align_corners=False)  # (B, ch[k], *sizes[k])
+                y = F.interpolate(
+                    y, size=sizes[k], mode="bilinear", align_corners=False
+                )  # (B, ch[k], *sizes[k])
             laterals[k] = y if laterals[k] is None else laterals[k] + y
 
         y = self.fuse[S](laterals[S])  # (B, ch[S], h, w)
@@ -475,7 +489,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             sd = load_file(str(path), device="cpu")
         else:
             sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file becomes one clear message
+    except Exception as e:  # any unreadable file becomes one clear message
         raise VitcycleError(f"cannot read encoder weights {str(path)!r}: {type(e).__name__}: {e}") from e
     for key in ("state_dict", "model", "module"):  # common wrappers
         if isinstance(sd, dict) and isinstance(sd.get(key), dict):
@@ -485,7 +499,9 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in sd.items()}
 
 
-def load_encoder_weights(encoder: nn.Module, path: str | Path, ignore_prefixes: tuple[str, ...] = ("head.",)) -> None:
+def load_encoder_weights(
+    encoder: nn.Module, path: str | Path, ignore_prefixes: tuple[str, ...] = ("head.",)
+) -> None:
     """Load a local timm ViT checkpoint (.safetensors, .pth, .pt) into `encoder`, strictly.
 
     Keys starting with one of `ignore_prefixes` are dropped (the classifier head and pruned parts);
@@ -494,19 +510,32 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path, ignore_prefixes: 
     """
     path = Path(path)
     if not path.is_file():
-        raise VitcycleError(f"pretrained_path {str(path)!r} does not exist; give a local .safetensors or .pth file")
+        raise VitcycleError(
+            f"pretrained_path {str(path)!r} does not exist; give a local .safetensors or .pth file"
+        )
     sd = {k: v for k, v in _read_state_dict(path).items() if not k.startswith(ignore_prefixes)}
     own = encoder.state_dict()
 
     pe = sd.get("pos_embed")
-    if pe is not None and "pos_embed" in own and pe.shape != own["pos_embed"].shape and pe.shape[-1] == own["pos_embed"].shape[-1]:
+    if (
+        pe is not None
+        and "pos_embed" in own
+        and pe.shape != own["pos_embed"].shape
+        and pe.shape[-1] == own["pos_embed"].shape[-1]
+    ):
         prefix = 0 if getattr(encoder, "no_embed_class", False) else getattr(encoder, "num_prefix_tokens", 1)
         grid = encoder.patch_embed.grid_size
         if pe.shape[1] - prefix > 0 and math.isqrt(pe.shape[1] - prefix) ** 2 == pe.shape[1] - prefix:
             sd["pos_embed"] = resample_abs_pos_embed(pe, new_size=list(grid), num_prefix_tokens=prefix)
     pw = sd.get("patch_embed.proj.weight")
     own_pw = own.get("patch_embed.proj.weight")
-    if pw is not None and own_pw is not None and pw.ndim == 4 and pw.shape[:2] == own_pw.shape[:2] and pw.shape != own_pw.shape:
+    if (
+        pw is not None
+        and own_pw is not None
+        and pw.ndim == 4
+        and pw.shape[:2] == own_pw.shape[:2]
+        and pw.shape != own_pw.shape
+    ):
         sd["patch_embed.proj.weight"] = resample_patch_embed(pw, new_size=list(own_pw.shape[-2:]))
 
     missing = sorted(set(own) - set(sd))
@@ -523,7 +552,11 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path, ignore_prefixes: 
 
         parts = [
             f"{label}: {show(keys)}"
-            for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatch", mismatched))
+            for label, keys in (
+                ("missing keys", missing),
+                ("unexpected keys", unexpected),
+                ("shape mismatch", mismatched),
+            )
             if keys
         ]
         raise VitcycleError(

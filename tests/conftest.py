@@ -1,0 +1,47 @@
+"""Shared test fixtures: small image folders and the real selfie2anime folder when present."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no network call at import in tests
+
+SELFIE2ANIME = Path(__file__).resolve().parents[1].parent / "shared/data/selfie2anime"
+
+
+@pytest.fixture
+def make_images() -> Callable[..., list[Path]]:
+    """Write `n` PNG images into `folder`: image k has red = 10 * (start + k) + 5 everywhere
+    (so a test can tell which file an item came from) and random green/blue texture."""
+
+    def make(
+        folder: Path, n: int, size: tuple[int, int] = (40, 48), start: int = 0, seed: int = 0
+    ) -> list[Path]:
+        folder.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(seed)
+        paths = []
+        for k in range(start, start + n):
+            rgb = rng.integers(0, 256, (*size, 3), dtype=np.uint8)  # (H, W, 3)
+            rgb[:, :, 0] = 10 * k + 5
+            path = folder / f"{k:06d}.png"
+            ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+            assert ok
+            path.write_bytes(buf.tobytes())
+            paths.append(path)
+        return paths
+
+    return make
+
+
+@pytest.fixture
+def selfie2anime() -> Path:
+    """The real selfie2anime folder next to the repository; the test is skipped without it."""
+    if not (SELFIE2ANIME / "trainA").is_dir() or not (SELFIE2ANIME / "trainB").is_dir():
+        pytest.skip(f"selfie2anime not present at {SELFIE2ANIME}")
+    return SELFIE2ANIME

@@ -1,0 +1,68 @@
+"""`vitcycle export`: ONNX and TorchScript files that match PyTorch."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_inference import write_checkpoint
+
+from vitcycle.cli import main
+from vitcycle.export import ExportError, export_generator
+from vitcycle.inference import Translator
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_checkpoint(tmp_path_factory.mktemp("export") / "tiny.ckpt")
+
+
+def test_onnx_dynamic_export_matches_pytorch_at_other_sizes(ckpt: Path, tmp_path: Path, capsys) -> None:
+    import onnxruntime as ort
+
+    out = tmp_path / "g.onnx"
+    assert main(["export", "--ckpt", str(ckpt), "--format", "onnx", "--size", "32", "--dynamic", "--out", str(out)]) == 0
+    assert "max abs difference to PyTorch" in capsys.readouterr().out
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["image"]
+    translator = Translator.from_checkpoint(ckpt, device="cpu")
+    x = torch.rand(3, 3, 48, 64) * 2 - 1  # another batch size and a non-square size: pos-embed resampling in the graph
+    got = session.run(None, {"image": x.numpy()})[0]
+    np.testing.assert_allclose(got, translator.translate_tensor(x).numpy(), atol=1e-4)
+
+
+def test_torchscript_export_matches_pytorch(ckpt: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "g.pt"
+    assert main(["export", "--ckpt", str(ckpt), "--format", "torchscript", "--size", "32", "--dynamic",
+                 "--direction", "b2a", "--out", str(out)]) == 0
+    assert "torchscript" in capsys.readouterr().out
+    module = torch.jit.load(str(out))
+    x = torch.rand(5, 3, 32, 32) * 2 - 1  # (B, 3, H, W): any batch at the export size
+    expected = Translator.from_checkpoint(ckpt, "b2a", device="cpu").translate_tensor(x)
+    with torch.no_grad():
+        torch.testing.assert_close(module(x), expected, atol=1e-4, rtol=0)
+
+
+def test_export_default_path_and_bad_size(ckpt: Path, capsys) -> None:
+    assert main(["export", "--ckpt", str(ckpt), "--format", "torchscript", "--size", "30"]) == 2
+    assert "not a multiple of the patch size" in capsys.readouterr().err
+    assert main(["export", "--ckpt", str(ckpt), "--format", "torchscript"]) == 0  # training size 32
+    assert (ckpt.parent / "tiny.a2b.torchscript.pt").is_file()
+
+
+def test_parity_failure_is_an_error(ckpt: Path, tmp_path: Path, monkeypatch) -> None:
+    import vitcycle.export as export
+
+    real_run = export._run_torchscript
+    monkeypatch.setattr(export, "_run_torchscript", lambda path, x: real_run(path, x) + 0.01)
+    with pytest.raises(ExportError, match="parity check failed"):
+        export_generator(Translator.from_checkpoint(ckpt, device="cpu"), tmp_path / "g.pt", fmt="torchscript")
+
+
+def test_missing_onnx_packages_say_how_to_install(ckpt: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now raises ImportError
+    assert main(["export", "--ckpt", str(ckpt), "--format", "onnx", "--out", str(tmp_path / "g.onnx")]) == 2
+    assert "pip install 'vitcycle[export]'" in capsys.readouterr().err

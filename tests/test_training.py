@@ -1,0 +1,193 @@
+"""CycleGAN training through LightningCLI: configs, learning, resume, DDP, the non-finite guard."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+import yaml
+
+from vitcycle.cli import cli_main, main
+from vitcycle.models import PatchDiscriminator, ViTTranslator
+from vitcycle.module import CycleGAN, NonFiniteLossError
+from vitcycle.synthetic import make_synthetic_dataset
+from vitcycle.training_cli import VitCycleCLI
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A generator small enough for many CPU steps: 2 encoder blocks of width 48 on 8x8 patches.
+TINY_GEN = {
+    "class_path": "vitcycle.models.ViTTranslator",
+    "init_args": {
+        "encoder": "vit_tiny_patch16_224",
+        "encoder_kwargs": {"patch_size": 8, "depth": 2, "embed_dim": 48, "num_heads": 2},
+        "img_size": 32,
+        "encoder_indices": [0, 1],
+        "decoder_depth": 1,
+        "head_dim": 32,
+        "num_style_tokens": 2,
+    },
+}
+TINY_DISC = {"class_path": "vitcycle.models.PatchDiscriminator", "init_args": {"n_layers": 2, "ndf": 8}}
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synthetic")
+    make_synthetic_dataset(out, n_train=16, n_val=8, size=32, seed=0)
+    return out
+
+
+def tiny_config(tmp_path: Path, data: Path, **model_overrides) -> Path:
+    """configs/quickstart.yaml shrunk to 32 px, tiny networks and CPU-friendly trainer settings."""
+    config = yaml.safe_load((ROOT / "configs/quickstart.yaml").read_text())
+    config["trainer"].update(
+        accelerator="cpu",
+        max_epochs=1,
+        check_val_every_n_epoch=1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(tmp_path / "run"),
+        logger={"class_path": "pytorch_lightning.loggers.TensorBoardLogger", "init_args": {"save_dir": str(tmp_path / "run"), "name": "tb", "version": 0}},
+    )
+    for callback in config["trainer"]["callbacks"]:
+        if callback["class_path"].endswith("ModelCheckpoint"):
+            callback["init_args"]["dirpath"] = str(tmp_path / "ckpt")
+        else:
+            callback["init_args"]["every_n_steps"] = 4
+    config["model"].update({"gen_ab": TINY_GEN, "gen_ba": TINY_GEN, "disc_a": TINY_DISC, "disc_b": TINY_DISC, **model_overrides})
+    config["data"].update(
+        dir_a=str(data / "trainA"),
+        dir_b=str(data / "trainB"),
+        val_pairs=str(data / "pairs_val.csv"),
+        image_size=32,
+        batch_size=4,
+        num_workers=0,
+    )
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.parametrize("config", ["configs/quickstart.yaml", "configs/cycle.yaml"])
+def test_print_config_of_shipped_configs(config, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["fit", "--config", str(ROOT / config), "--print_config"])
+    assert exit_info.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["gen_ab"]["class_path"] == "vitcycle.models.ViTTranslator"
+    assert printed["model"]["optimizer_gen"]["init_args"]["lr"] == pytest.approx(2e-4)
+    assert printed["model"]["optimizer_gen"]["init_args"]["betas"] == [0.5, 0.999]
+    assert printed["model"]["lambda_cycle"] == 10.0 and printed["model"]["lambda_identity"] == 0.5
+
+
+def test_fast_dev_run_of_the_quickstart_config(tiny_data, tmp_path):
+    """The shipped quickstart networks (vit_tiny_p8 sizes), one batch, in-process."""
+    cli = cli_main([
+        "fit", "--config", str(ROOT / "configs/quickstart.yaml"), "--trainer.fast_dev_run=true",
+        f"--trainer.default_root_dir={tmp_path}", "--trainer.accelerator=cpu",
+        f"--data.dir_a={tiny_data / 'trainA'}", f"--data.dir_b={tiny_data / 'trainB'}",
+        f"--data.val_pairs={tiny_data / 'pairs_val.csv'}", "--data.num_workers=0", "--data.image_size=32",
+    ])
+    assert isinstance(cli.model, CycleGAN)
+    assert cli.trainer.global_step == 2  # manual optimization: one generator and one discriminator step
+    assert "loss/cycle_a" in cli.trainer.logged_metrics
+
+
+def test_training_logs_losses_checkpoints_and_image_grids(tiny_data, tmp_path):
+    cli = cli_main(["fit", "--config", str(tiny_config(tmp_path, tiny_data))])
+    logged = cli.trainer.logged_metrics
+    for key in ("loss/g_adv_ab", "loss/d_a", "loss/idt_b", "d_out/real_b", "lr/gen", "val/cycle_l1",
+                "val/paired_ratio_ab", "val/paired_ratio_ba", "val/identity_l1"):
+        assert key in logged, key
+    assert torch.isfinite(torch.stack([torch.as_tensor(v) for v in logged.values()])).all()
+    assert {p.name for p in (tmp_path / "ckpt").iterdir()} == {"last.ckpt", "best.ckpt"}
+    events = list((tmp_path / "run/tb/version_0").glob("events.out.tfevents.*"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(events[0]), size_guidance={"images": 0})
+    acc.Reload()
+    assert {"grid/a2b", "grid/b2a"} <= set(acc.Tags()["images"])
+    # The checkpoint is loadable without running pickled code, and holds the EMA generators.
+    ckpt = torch.load(tmp_path / "ckpt/last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["hyper_parameters"]["gen_ab"]["class_path"] == "vitcycle.models.ViTTranslator"
+    assert any(k.startswith("gen_ab_ema.module.") for k in ckpt["state_dict"])
+    assert ckpt["datamodule_hyper_parameters"]["image_size"] == 32
+
+
+def test_a_few_dozen_steps_lower_the_cycle_loss(tiny_data, tmp_path):
+    """Without the identity start (global_residual=False) the cycle loss starts high and must fall."""
+    gen = {"class_path": TINY_GEN["class_path"], "init_args": {**TINY_GEN["init_args"], "global_residual": False}}
+    config = tiny_config(tmp_path, tiny_data, gen_ab=gen, gen_ba=gen)
+    history: list[float] = []
+
+    class Recorder(pl.Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            history.append(float(trainer.callback_metrics["loss/cycle_a"] + trainer.callback_metrics["loss/cycle_b"]))
+
+    cli = VitCycleCLI(args=["fit", "--config", str(config), "--trainer.max_epochs=8",
+                            "--trainer.check_val_every_n_epoch=8", "--trainer.log_every_n_steps=1"],
+                      trainer_defaults={"callbacks": [Recorder()]})
+    assert len(history) == 32
+    first, last = sum(history[:4]) / 4, sum(history[-4:]) / 4
+    assert last < 0.75 * first, (first, last)
+    assert cli.trainer.global_step == 64
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def test_resume_gives_the_same_weights_as_a_straight_run(tiny_data, tmp_path):
+    straight, first_half = tmp_path / "straight", tmp_path / "half"
+    cli_main(["fit", "--config", str(tiny_config(straight, tiny_data)), "--trainer.max_epochs=2"])
+    cli_main(["fit", "--config", str(tiny_config(first_half, tiny_data)), "--trainer.max_epochs=1"])
+    resumed = cli_main(["fit", "--config", str(tiny_config(first_half, tiny_data)), "--trainer.max_epochs=2",
+                        f"--ckpt_path={first_half / 'ckpt/last.ckpt'}"])
+    assert resumed.trainer.global_step == 16  # 4 batches x 2 optimizer steps x 2 epochs
+    a, b = _weights(straight / "ckpt/last.ckpt"), _weights(first_half / "ckpt/last.ckpt")
+    assert a.keys() == b.keys()
+    differing = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not differing, differing[:5]
+
+
+def test_non_finite_loss_stops_training_with_a_clear_message(tmp_path):
+    module = CycleGAN(
+        ViTTranslator(**TINY_GEN["init_args"]), ViTTranslator(**TINY_GEN["init_args"]),
+        PatchDiscriminator(**TINY_DISC["init_args"]), PatchDiscriminator(**TINY_DISC["init_args"]),
+    )
+    bad = torch.full((2, 3, 32, 32), float("nan"))
+    loader = torch.utils.data.DataLoader([{"a": bad[0], "b": bad[1]}] * 2, batch_size=2)
+    trainer = pl.Trainer(accelerator="cpu", max_steps=4, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at step 0 .*loss/g_adv_ab.*loss/cycle_a"):
+        trainer.fit(module, loader)
+
+
+def test_cli_reports_user_errors_in_one_line(tmp_path, capsys):
+    code = main(["fit", "--config", str(ROOT / "configs/quickstart.yaml"), f"--data.dir_a={tmp_path / 'nope'}",
+                 "--trainer.accelerator=cpu", f"--trainer.default_root_dir={tmp_path}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith("vitcycle fit: error:") and "nope" in err[-1]
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch build has no torch.distributed")
+def test_ddp_with_two_cpu_processes(tiny_data, tmp_path):
+    config = tiny_config(tmp_path, tiny_data)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    result = subprocess.run(
+        [sys.executable, "-m", "vitcycle.cli", "fit", "--config", str(config), "--trainer.strategy=ddp_find_unused_parameters_true",
+         "--trainer.devices=2", "--trainer.max_epochs=1"],
+        capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "distributed_backend=gloo" in result.stderr + result.stdout
+    ckpt = torch.load(tmp_path / "ckpt/last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 4  # 16 items / 2 ranks / batch 4 = 2 batches, 2 optimizer steps each

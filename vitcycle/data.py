@@ -1,0 +1,704 @@
+"""Image reading, transforms and the unpaired two-folder data module.
+
+`read_image` and `find_images` are the one way the project reads images (training, translate,
+eval). `UnpairedImageDataModule` turns two folders A and B into batches
+`{"a": (B, 3, H, W), "b": (B, 3, H, W)}` of float32 in [-1, 1], sampled as in CycleGAN: an epoch
+is max(|A|, |B|) items and the partner from the other folder is drawn at random. Every item is a
+pure function of (seed, epoch, index), so results do not depend on the number of workers or GPUs.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import random
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import cv2
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+
+from vitcycle.errors import VitcycleError
+
+if TYPE_CHECKING:
+    import albumentations as A
+
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+"""File name endings `find_images` collects (compared case-insensitively)."""
+
+_EXIF_ORIENTATION_TAG = 0x0112
+
+
+class DataError(VitcycleError):
+    """A data folder, manifest or data option is missing or unusable."""
+
+
+class ImageReadError(DataError):
+    """An image file cannot be read or decoded (missing, truncated, not an image)."""
+
+    def __init__(self, message: str, path: str | os.PathLike | None = None):
+        # One positional message argument, so DataLoader workers can re-raise it as this type.
+        super().__init__(message)
+        self.path = Path(path) if path is not None else None
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading images
+
+
+def find_images(root: str | os.PathLike) -> list[Path]:
+    """All images under `root`, recursively and sorted; `root` itself if it is an image file.
+
+    An image is a file whose name ends in one of IMAGE_EXTENSIONS (any case). Hidden files and
+    folders (name starting with ".", e.g. macOS "._x.jpg" resource forks) are skipped. Symlinked
+    folders are followed once. Raises DataError if `root` does not exist.
+    """
+    root = Path(root)
+    if root.is_file():
+        return [root] if root.suffix.lower() in IMAGE_EXTENSIONS else []
+    if not root.is_dir():
+        raise DataError(f"{root} does not exist (expected a folder of images or an image file)")
+    found: list[Path] = []
+    seen: set[str] = set()
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:  # a symlink loop or a folder linked twice
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += [
+            Path(folder, f)
+            for f in files
+            if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS
+        ]
+    return sorted(found)
+
+
+def _sniff(head: bytes) -> str:
+    """The container format from the first bytes of a file ("" if unknown)."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "tiff"
+    return ""
+
+
+def _jpeg_is_complete(buf: bytes) -> bool:
+    """True if the JPEG has an end-of-image marker after its first scan (not truncated)."""
+    if b"\xff\xd9" in buf[-32:]:
+        return True
+    # The EOI marker may be followed by padding or appended data: walk the segments to the
+    # first scan (skipping an EXIF thumbnail and its own EOI) and look for an EOI after it.
+    i = 2
+    while i + 4 <= len(buf):
+        if buf[i] != 0xFF:
+            return False
+        marker = buf[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+        elif marker == 0xDA:  # start of scan
+            return buf.rfind(b"\xff\xd9") > i
+        elif 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
+            i += 2
+        else:
+            i += 2 + int.from_bytes(buf[i + 2 : i + 4], "big")
+    return False
+
+
+def _is_truncated(kind: str, buf: bytes) -> bool:
+    """Cheap end-of-file checks; some OpenCV versions decode truncated files silently."""
+    if kind == "jpeg":
+        return not _jpeg_is_complete(buf)
+    if kind == "png":
+        return b"IEND" not in buf[-32:] and buf.rfind(b"IEND") < 0
+    if kind == "webp":
+        return int.from_bytes(buf[4:8], "little") + 8 > len(buf)
+    return False
+
+
+def _exif_orientation(buf: bytes) -> int:
+    """The EXIF orientation (1..8) stored in an encoded image, 1 if none."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(buf)) as im:
+            value = int(im.getexif().get(_EXIF_ORIENTATION_TAG, 1))
+    except Exception:  # unreadable EXIF never makes a readable image fail
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def _apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
+    """Rotate/flip an (H, W, C) array so that EXIF `orientation` becomes 1 (upright)."""
+    if orientation in (5, 6, 7, 8):
+        img = np.swapaxes(img, 0, 1)  # transpose: 5 is done; 6, 7, 8 need a flip
+        if orientation == 6:
+            img = img[:, ::-1]
+        elif orientation == 7:
+            img = img[::-1, ::-1]
+        elif orientation == 8:
+            img = img[::-1]
+    elif orientation == 2:
+        img = img[:, ::-1]
+    elif orientation == 3:
+        img = img[::-1, ::-1]
+    elif orientation == 4:
+        img = img[::-1]
+    return np.ascontiguousarray(img)
+
+
+def _to_uint8(img: np.ndarray) -> np.ndarray:
+    """Scale 16-bit or float images to uint8 (full range to full range)."""
+    if img.dtype == np.uint8:
+        return img
+    if img.dtype == np.uint16:
+        return np.round(img / 257.0).astype(np.uint8)  # 65535 -> 255
+    if np.issubdtype(img.dtype, np.floating):
+        return np.round(np.clip(np.nan_to_num(img), 0.0, 1.0) * 255.0).astype(np.uint8)
+    info = np.iinfo(img.dtype)
+    return np.round((img.astype(np.float64) - info.min) / (info.max - info.min) * 255).astype(np.uint8)
+
+
+def _bgr_any_to_rgb(img: np.ndarray) -> np.ndarray:
+    """An OpenCV IMREAD_UNCHANGED result (gray, gray+alpha, BGR, BGRA) as (H, W, 3) RGB uint8.
+
+    Transparent pixels are composited on white: the usual look of a transparent PNG, and
+    what a user sees in an image viewer.
+    """
+    img = _to_uint8(img)
+    if img.ndim == 2:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+    channels = img.shape[2]
+    if channels == 1:
+        return cv2.cvtColor(img[:, :, 0], cv2.COLOR_GRAY2RGB)
+    if channels == 2:  # gray + alpha
+        color, alpha = cv2.cvtColor(img[:, :, 0], cv2.COLOR_GRAY2RGB), img[:, :, 1]
+    elif channels == 4:
+        color, alpha = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB), img[:, :, 3]
+    else:
+        return cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2RGB)
+    if alpha.min() == 255:
+        return color
+    a = alpha.astype(np.float32)[:, :, None] / 255.0  # (H, W, 1)
+    return np.round(color * a + 255.0 * (1.0 - a)).astype(np.uint8)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as an (H, W, 3) RGB uint8 array.
+
+    The format is decided by the file's content, not its name (PNG data named .jpg is fine).
+    EXIF orientation is applied. Grayscale, palette, 16-bit and float images become RGB uint8;
+    alpha is composited on a white background. Paths with non-ASCII characters work.
+
+    Raises:
+        ImageReadError: the file is missing, empty, truncated or not a decodable image;
+            the message names the file.
+    """
+    path = Path(path)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)  # works for any path; cv2.imread does not
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise ImageReadError(f"cannot read image {path}: {reason}", path) from None
+    if data.size == 0:
+        raise ImageReadError(f"cannot read image {path}: the file is empty", path)
+    buf = data.tobytes()
+    kind = _sniff(buf[:16])
+    if _is_truncated(kind, buf):
+        raise ImageReadError(f"cannot read image {path}: the {kind.upper()} file is truncated", path)
+    try:
+        if kind == "jpeg":
+            # 8-bit, never alpha: IMREAD_COLOR applies EXIF orientation and converts gray/CMYK.
+            img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+            rgb = None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        else:
+            # IMREAD_UNCHANGED keeps alpha and 16-bit data but ignores EXIF orientation.
+            img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+            rgb = None if img is None or img.size == 0 else _bgr_any_to_rgb(img)
+    except cv2.error:
+        rgb = None
+    if rgb is None:
+        what = f"not a decodable {kind.upper()} file" if kind else "not a supported image format"
+        raise ImageReadError(f"cannot read image {path}: {what}", path)
+    has_exif = (kind == "png" and b"eXIf" in buf) or (kind == "webp" and b"EXIF" in buf) or kind == "tiff"
+    if has_exif:
+        rgb = _apply_orientation(rgb, _exif_orientation(buf))
+    return rgb
+
+
+# ----------------------------------------------------------------------------------------------
+# Transforms
+
+
+def default_load_size(image_size: int) -> int:
+    """Shorter-side size before the random crop: 286 for 256, as in CycleGAN."""
+    return round(image_size * 286 / 256)
+
+
+def _albumentations():
+    """Import albumentations without its update check (a network call that stalls offline)."""
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    import albumentations
+
+    return albumentations
+
+
+def _resize_shorter(size: int) -> A.SmallestMaxSize:
+    # INTER_AREA when shrinking (no aliasing from large photos), bilinear when enlarging.
+    return _albumentations().SmallestMaxSize(
+        max_size=size, interpolation=cv2.INTER_LINEAR, area_for_downscale="image"
+    )
+
+
+_SIGNED_LUT = (np.arange(256, dtype=np.float32) / np.float32(127.5) - 1.0).astype(np.float32)
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB -> (3, H, W) float32 in [-1, 1] (0 -> -1, 255 -> 1).
+
+    A lookup table: several times faster than A.Normalize + ToTensorV2 for uint8 images.
+    """
+    return torch.from_numpy(cv2.LUT(image, _SIGNED_LUT)).permute(2, 0, 1)  # (3, H, W)
+
+
+def to_image(tensor: torch.Tensor) -> np.ndarray:
+    """(3, H, W) float in [-1, 1] -> (H, W, 3) uint8 RGB; the inverse of `to_tensor`."""
+    x = ((tensor.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)  # (3, H, W)
+    return np.ascontiguousarray(x.permute(1, 2, 0).numpy())
+
+
+def train_transform(
+    image_size: int, load_size: int | None = None, hflip: bool = True, color_jitter: float = 0.0
+) -> A.Compose:
+    """Resize the shorter side to `load_size`, random square crop, optional flip and jitter.
+
+    Maps an (H, W, 3) uint8 image to an (image_size, image_size, 3) uint8 image (`to_tensor` follows).
+    """
+    A = _albumentations()
+    load_size = load_size or default_load_size(image_size)
+    steps: list[A.BasicTransform] = [
+        _resize_shorter(load_size),
+        A.RandomCrop(height=image_size, width=image_size),
+    ]
+    if hflip:
+        steps.append(A.HorizontalFlip(p=0.5))
+    if color_jitter > 0:
+        s = color_jitter
+        steps.append(A.ColorJitter(brightness=s, contrast=s, saturation=s, hue=min(s / 4, 0.5), p=1.0))
+    return A.Compose(steps)
+
+
+def eval_transform(image_size: int) -> A.Compose:
+    """Deterministic: resize the shorter side to `image_size` and take the centre square."""
+    A = _albumentations()
+    return A.Compose([_resize_shorter(image_size), A.CenterCrop(height=image_size, width=image_size)])
+
+
+# ----------------------------------------------------------------------------------------------
+# Dataset
+
+
+def _shared_zeros(n: int, dtype: torch.dtype = torch.int64) -> torch.Tensor:
+    """A small tensor in shared memory: writes are seen by (persistent) DataLoader workers."""
+    return torch.zeros(n, dtype=dtype).share_memory_()
+
+
+class UnpairedImageFolder(Dataset):
+    """Items `{"a": (3, H, W), "b": (3, H, W)}` from two file lists, read from disk per item.
+
+    `transform` is an albumentations Compose from (H, W, 3) uint8 RGB to a fixed-size uint8 image
+    (e.g. `train_transform`); the item is then `to_tensor` of it: float32 in [-1, 1].
+
+    Sampling (`mode`):
+      - "random" (training, as CycleGAN's unaligned set): length max(|A|, |B|); the larger list is
+        indexed by the item index and its partner comes from a fresh random permutation of the
+        smaller list each epoch, so every file of the smaller folder is used about equally often.
+      - "cycle": deterministic, item i = (A[i % |A|], B[i % |B|]), length max(|A|, |B|).
+      - "aligned": item i = (A[i], B[i]) (|A| == |B|); the item also has "paired": True.
+
+    The pairing and the random augmentation of item i depend only on (seed, epoch, i): the same
+    with any number of workers, and each DDP rank sees the same item for the same index.
+    Call `set_epoch` at the start of each epoch (the samplers of UnpairedImageDataModule do).
+
+    Unreadable files: with on_bad_image="skip" the next readable file of the same list takes
+    their place and a warning names them (counted in `num_skipped`, shared by all workers);
+    with "raise" an ImageReadError is raised.
+    """
+
+    def __init__(
+        self,
+        files_a: Sequence[str | os.PathLike],
+        files_b: Sequence[str | os.PathLike],
+        transform: A.Compose,
+        mode: Literal["random", "cycle", "aligned"] = "random",
+        seed: int = 0,
+        on_bad_image: Literal["skip", "raise"] = "skip",
+    ):
+        if not files_a or not files_b:
+            raise DataError("UnpairedImageFolder needs at least one file in each of A and B")
+        if mode == "aligned" and len(files_a) != len(files_b):
+            raise DataError(f"aligned pairs need as many A as B files ({len(files_a)} != {len(files_b)})")
+        if on_bad_image not in ("skip", "raise"):
+            raise DataError(f"on_bad_image must be 'skip' or 'raise', not {on_bad_image!r}")
+        self.files = (tuple(map(Path, files_a)), tuple(map(Path, files_b)))
+        self.transform = transform
+        self.mode = mode
+        self.seed = seed
+        self.on_bad_image = on_bad_image
+        self._epoch = _shared_zeros(1)
+        self._bad = tuple(_shared_zeros(len(f), torch.uint8) for f in self.files)  # 1 = unreadable
+        self._perm: tuple[int, np.ndarray] | None = None  # (epoch, permutation), per process
+
+    def __len__(self) -> int:
+        return max(len(self.files[0]), len(self.files[1]))
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch[0])
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch's pairing and augmentations (seen by all workers, even persistent ones)."""
+        self._epoch[0] = epoch
+
+    @property
+    def num_skipped(self) -> int:
+        """How many distinct unreadable files were skipped so far (all workers together)."""
+        return int(self._bad[0].sum()) + int(self._bad[1].sum())
+
+    @property
+    def bad_files(self) -> list[Path]:
+        """The unreadable files found so far."""
+        return [
+            f
+            for side in (0, 1)
+            for f, bad in zip(self.files[side], self._bad[side].tolist(), strict=True)
+            if bad
+        ]
+
+    def pair_indices(self, index: int) -> tuple[int, int]:
+        """(index into A, index into B) of item `index` in the current epoch."""
+        n_a, n_b = len(self.files[0]), len(self.files[1])
+        if self.mode != "random":
+            return index % n_a, index % n_b
+        epoch = self.epoch
+        if self._perm is None or self._perm[0] != epoch:
+            n_small = min(n_a, n_b)
+            self._perm = (epoch, np.random.default_rng([self.seed, epoch, 1]).permutation(n_small))
+        partner = int(self._perm[1][index % len(self._perm[1])])
+        return (index, partner) if n_a >= n_b else (partner, index)
+
+    def _read(self, side: int, index: int) -> np.ndarray:
+        """The image at `index` of list A (side 0) or B (1), or the next readable one if skipping."""
+        files, bad = self.files[side], self._bad[side]
+        n = len(files)
+        for k in range(n):
+            i = (index + k) % n
+            if bad[i]:
+                continue
+            try:
+                return read_image(files[i])
+            except ImageReadError as err:
+                if self.on_bad_image == "raise":
+                    raise
+                bad[i] = 1
+                warnings.warn(
+                    f"skipping unreadable image ({err}); {self.num_skipped} file(s) skipped so far",
+                    stacklevel=2,
+                )
+        folders = sorted({str(f.parent) for f in files})
+        raise DataError(
+            f"none of the {n} images of domain {'AB'[side]} can be read (folder(s): {', '.join(folders[:3])})"
+        )
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} items")
+        i_a, i_b = self.pair_indices(index)
+        img_a, img_b = self._read(0, i_a), self._read(1, i_b)
+        if self.mode == "random":
+            # Augmentations seeded by (seed, epoch, index): independent of worker count and order.
+            state = np.random.SeedSequence([self.seed, self.epoch, index, 2]).generate_state(2)
+            self.transform.set_random_state(np.random.default_rng(state), random.Random(int(state[0])))
+        item = {
+            "a": to_tensor(self.transform(image=img_a)["image"]),  # (3, H, W) float32 in [-1, 1]
+            "b": to_tensor(self.transform(image=img_b)["image"]),  # (3, H, W)
+        }
+        if self.mode == "aligned":
+            item["paired"] = torch.tensor(True)
+        return item
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """All indices in an order seeded by (seed, dataset epoch).
+
+    The epoch lives in the dataset: `set_epoch` (called by Lightning at every epoch start) and
+    `dataset.set_epoch` are the same thing.
+    """
+
+    def __init__(self, dataset: UnpairedImageFolder, seed: int = 0):
+        self.dataset = dataset
+        self.seed = seed
+
+    def set_epoch(self, epoch: int) -> None:
+        self.dataset.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __iter__(self) -> Iterator[int]:
+        rng = np.random.default_rng([self.seed, self.dataset.epoch, 0])
+        return iter(rng.permutation(len(self.dataset)).tolist())
+
+
+class EpochDistributedSampler(DistributedSampler):
+    """DistributedSampler that shares its epoch with the dataset (pairing and augmentations).
+
+    Lightning keeps a DistributedSampler it is given, so the dataset learns the epoch under DDP too.
+    """
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        self.dataset.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        self.epoch = self.dataset.epoch  # also follows UnpairedImageDataModule.set_epoch
+        return super().__iter__()
+
+
+def _worker_init(_: int) -> None:
+    cv2.setNumThreads(0)  # one decode per worker process; OpenCV's own threads only compete
+    cv2.ocl.setUseOpenCL(False)
+
+
+# ----------------------------------------------------------------------------------------------
+# Files, splits and the data module
+
+
+def _list_folder(folder: str | os.PathLike, name: str) -> list[Path]:
+    """Images of a configured folder; a DataError naming the option and folder if there are none."""
+    path = Path(folder).expanduser()
+    wanted = " ".join(IMAGE_EXTENSIONS)
+    if not path.is_dir():
+        what = "is a file, not a folder" if path.exists() else "does not exist"
+        raise DataError(
+            f"{name}: {path} {what}; expected a folder of images ({wanted}, searched recursively)"
+        )
+    files = find_images(path)
+    if not files:
+        raise DataError(
+            f"{name}: no images in {path}; expected files ending in {wanted} (searched recursively)"
+        )
+    return files
+
+
+def read_pairs_manifest(path: str | os.PathLike) -> tuple[list[Path], list[Path]]:
+    """The (A files, B files) of a CSV manifest with header `a,b`; relative paths are relative
+    to the CSV's folder. Raises DataError if the file, its header or a listed file is missing."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DataError(f"val_pairs: manifest {path} does not exist (expected a CSV with header a,b)")
+    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: spreadsheets write a BOM
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None or not {"a", "b"} <= {h.strip() for h in reader.fieldnames}:
+            raise DataError(
+                f"val_pairs: {path} must start with the header line 'a,b' (got {reader.fieldnames})"
+            )
+        rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
+    pairs = [(path.parent / r["a"], path.parent / r["b"]) for r in rows if r.get("a") or r.get("b")]
+    if not pairs:
+        raise DataError(f"val_pairs: {path} lists no pairs")
+    missing = [str(p) for pair in pairs for p in pair if not p.is_file()]
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise DataError(f"val_pairs: {path} lists missing files: {', '.join(missing[:3])}{more}")
+    return [a for a, _ in pairs], [b for _, b in pairs]
+
+
+def _hold_out(files: list[Path], fraction: float, seed: int, side: int) -> tuple[list[Path], list[Path]]:
+    """(train, val) split of `files`, `fraction` of them (at least 1) held out, chosen by seed."""
+    if fraction <= 0 or len(files) < 2:
+        return files, []
+    n_val = min(len(files) - 1, max(1, round(fraction * len(files))))
+    held = set(np.random.default_rng([seed, side, 3]).permutation(len(files))[:n_val].tolist())
+    return [f for i, f in enumerate(files) if i not in held], [f for i, f in enumerate(files) if i in held]
+
+
+class UnpairedImageDataModule(pl.LightningDataModule):
+    """Two folders of unpaired images (A and B) for CycleGAN training.
+
+    Batches are `{"a": (B, 3, H, W), "b": (B, 3, H, W)}` float32 in [-1, 1]; aligned validation
+    batches (from `val_pairs`) also have `"paired": (B,) bool`.
+
+    Args:
+        dir_a: folder of domain A images (searched recursively).
+        dir_b: folder of domain B images.
+        image_size: side of the square crops.
+        batch_size: items per batch (each item is one A and one B image).
+        num_workers: DataLoader worker processes.
+        val_dir_a: validation images of A; with `val_dir_b`, replaces the hold-out split.
+        val_dir_b: validation images of B.
+        val_pairs: CSV manifest (header `a,b`, paths relative to the CSV) of aligned validation
+            pairs; files it lists are left out of training.
+        val_fraction: share of each training folder held out for validation (chosen by `seed`)
+            when neither val folders nor `val_pairs` are given; 0 disables validation.
+        load_size: shorter side before the random crop (default 286/256 * image_size).
+        hflip: random horizontal flips in training.
+        color_jitter: strength of random brightness/contrast/saturation (and a quarter of it hue)
+            changes in training; 0 disables.
+        seed: seeds the split, the shuffling, the pairing and the augmentations.
+        on_bad_image: "skip" unreadable files with a warning (the next file takes their place)
+            or "raise" an ImageReadError.
+    """
+
+    def __init__(
+        self,
+        dir_a: str,
+        dir_b: str,
+        image_size: int = 256,
+        batch_size: int = 1,
+        num_workers: int = 2,
+        val_dir_a: str | None = None,
+        val_dir_b: str | None = None,
+        val_pairs: str | None = None,
+        val_fraction: float = 0.05,
+        load_size: int | None = None,
+        hflip: bool = True,
+        color_jitter: float = 0.0,
+        seed: int = 0,
+        on_bad_image: Literal["skip", "raise"] = "skip",
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        if image_size < 1 or batch_size < 1 or num_workers < 0:
+            raise DataError("image_size and batch_size must be >= 1 and num_workers >= 0")
+        if load_size is not None and load_size < image_size:
+            raise DataError(f"load_size ({load_size}) must be at least image_size ({image_size})")
+        if not 0 <= val_fraction < 1:
+            raise DataError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        if (val_dir_a is None) != (val_dir_b is None):
+            raise DataError("give both val_dir_a and val_dir_b, or neither")
+        if val_pairs is not None and val_dir_a is not None:
+            raise DataError("give either val_pairs or val_dir_a/val_dir_b, not both")
+        if on_bad_image not in ("skip", "raise"):
+            raise DataError(f"on_bad_image must be 'skip' or 'raise', not {on_bad_image!r}")
+        if seed < 0:
+            raise DataError(f"seed must be >= 0, got {seed}")
+        self.dir_a, self.dir_b = dir_a, dir_b
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.val_dir_a, self.val_dir_b, self.val_pairs = val_dir_a, val_dir_b, val_pairs
+        self.val_fraction = val_fraction
+        self.load_size = load_size or default_load_size(image_size)
+        self.hflip = hflip
+        self.color_jitter = color_jitter
+        self.seed = seed
+        self.on_bad_image = on_bad_image
+        self.train_set: UnpairedImageFolder | None = None
+        self.val_set: UnpairedImageFolder | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        """Find the files and build the data sets (raises DataError for missing/empty folders)."""
+        if self.train_set is not None:
+            return
+        files_a = _list_folder(self.dir_a, "dir_a")
+        files_b = _list_folder(self.dir_b, "dir_b")
+        val_a: list[Path] = []
+        val_b: list[Path] = []
+        if self.val_pairs is not None:
+            val_a, val_b = read_pairs_manifest(self.val_pairs)
+            listed = {p.resolve() for p in val_a + val_b}
+            files_a = [f for f in files_a if f.resolve() not in listed]
+            files_b = [f for f in files_b if f.resolve() not in listed]
+            if not files_a or not files_b:
+                raise DataError(f"val_pairs: {self.val_pairs} lists every training image of A or B")
+        elif self.val_dir_a is not None and self.val_dir_b is not None:
+            val_a = _list_folder(self.val_dir_a, "val_dir_a")
+            val_b = _list_folder(self.val_dir_b, "val_dir_b")
+        else:
+            files_a, val_a = _hold_out(files_a, self.val_fraction, self.seed, 0)
+            files_b, val_b = _hold_out(files_b, self.val_fraction, self.seed, 1)
+        self.train_set = UnpairedImageFolder(
+            files_a,
+            files_b,
+            train_transform(self.image_size, self.load_size, self.hflip, self.color_jitter),
+            mode="random",
+            seed=self.seed,
+            on_bad_image=self.on_bad_image,
+        )
+        if val_a and val_b:
+            self.val_set = UnpairedImageFolder(
+                val_a,
+                val_b,
+                eval_transform(self.image_size),
+                mode="aligned" if self.val_pairs is not None else "cycle",
+                seed=self.seed,
+                on_bad_image=self.on_bad_image,
+            )
+
+    @property
+    def num_skipped(self) -> int:
+        """Unreadable files skipped so far in training and validation."""
+        return sum(s.num_skipped for s in (self.train_set, self.val_set) if s is not None)
+
+    def set_epoch(self, epoch: int) -> None:
+        """For loops without Lightning: select the training epoch (pairing and augmentations)."""
+        if self.train_set is None:
+            self.setup("fit")
+        self.train_set.set_epoch(epoch)
+
+    def _loader(self, dataset: UnpairedImageFolder, sampler: Sampler[int], drop_last: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            drop_last=drop_last,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=self.num_workers > 0,
+            worker_init_fn=_worker_init,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled, seeded, last incomplete batch dropped.
+
+        Under DDP (trainer.world_size > 1) the loader comes with an EpochDistributedSampler for
+        this rank, which Lightning keeps as it is.
+        """
+        if self.train_set is None:
+            self.setup("fit")
+        trainer = self.trainer
+        world_size = getattr(trainer, "world_size", 1) if trainer is not None else 1
+        sampler: Sampler[int]
+        if world_size > 1:
+            # Built here (not by Lightning) so that set_epoch also reaches the dataset.
+            sampler = EpochDistributedSampler(
+                self.train_set,
+                num_replicas=world_size,
+                rank=trainer.global_rank,
+                shuffle=True,
+                seed=self.seed,
+            )
+        else:
+            sampler = EpochShuffleSampler(self.train_set, seed=self.seed)
+        drop_last = len(self.train_set) >= self.batch_size * world_size
+        return self._loader(self.train_set, sampler, drop_last)
+
+    def val_dataloader(self) -> DataLoader | list:
+        """Deterministic order; an empty list (no validation) when there is no validation set."""
+        if self.train_set is None:
+            self.setup("validate")
+        if self.val_set is None:
+            return []
+        return self._loader(self.val_set, torch.utils.data.SequentialSampler(self.val_set), drop_last=False)

@@ -1,0 +1,417 @@
+"""FID, KID and paired metrics of a checkpoint, and `vitcycle eval`.
+
+FID and KID are torchmetrics' `FrechetInceptionDistance` / `KernelInceptionDistance` on the 2048-d
+pool features of torch-fidelity's InceptionV3 (torchmetrics' default extractor). Features are
+extracted once per image set and fed to both metrics, so each image goes through Inception once.
+Any `nn.Module` mapping uint8 images (N, 3, H, W) to features (N, d) can replace Inception
+(`feature_extractor=`), which is how the tests run without the 92 MB weights.
+
+Paired metrics need aligned pairs (a_i, b_i), e.g. the built-in data's `pairs_val.csv`:
+L1 on [-1, 1] images (the scale of training's `val/paired_l1_*`), PSNR and SSIM on [0, 1]
+(data_range 1), each averaged over images, next to the identity baseline metric(a_i, b_i).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from vitcycle.errors import VitcycleError
+
+INCEPTION_FILENAME = "weights-inception-2015-12-05-6726825d.pth"
+"""torch-fidelity's InceptionV3 weights, as torch.hub caches them under <hub dir>/checkpoints/."""
+INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILENAME}"
+PAIRED_RANGES = "L1 on [-1, 1] images (as training's val/paired_l1); PSNR (dB) and SSIM on [0, 1]"
+
+
+class InceptionWeightsError(VitcycleError):
+    """The Inception weights for FID/KID are neither cached, nor given, nor downloadable."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Feature extractor
+
+
+def inception_cache_path() -> Path:
+    """Where torch.hub (and so torch-fidelity/torchmetrics) keeps the Inception weights: $TORCH_HOME/hub/checkpoints."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILENAME
+
+
+def _download_inception(dest: Path, timeout: float = 20.0) -> None:
+    """Download the weights to `dest`; a short socket timeout so an offline machine fails at once."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(INCEPTION_URL, str(dest), progress=True)
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def load_inception(weights_path: str | os.PathLike | None = None) -> nn.Module:
+    """torchmetrics' NoTrainInceptionV3 (torch-fidelity weights): uint8 (N, 3, H, W) -> (N, 2048).
+
+    `weights_path` is a local copy of the weights; without it the torch.hub cache is used, and
+    filled by one download attempt when empty.
+
+    Raises:
+        InceptionWeightsError: no usable weights (offline and not cached, or a bad file), with the
+            cache path to copy the file to and the --inception-weights alternative.
+    """
+    from torchmetrics.image.fid import NoTrainInceptionV3
+
+    cache = inception_cache_path()
+    if weights_path is not None:
+        path = Path(weights_path).expanduser()
+        if not path.is_file():
+            raise InceptionWeightsError(f"--inception-weights {path} does not exist")
+    else:
+        path = cache
+        if not path.is_file():
+            try:
+                _download_inception(path)
+            except Exception as err:  # noqa: BLE001 - any network failure gives the same advice
+                raise InceptionWeightsError(
+                    f"could not download the Inception weights for FID/KID ({type(err).__name__}: {err}); "
+                    f"download {INCEPTION_URL} on a connected machine and put it at {path} "
+                    "(or pass --inception-weights PATH)"
+                ) from None
+    try:  # weights only, so a stranger's file cannot run code (torch-fidelity loads it again itself)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or "Mixed_7c.branch_pool.conv.weight" not in state:
+            raise ValueError("no InceptionV3 state dict")
+        return NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"], feature_extractor_weights_path=str(path))
+    except Exception as err:  # noqa: BLE001
+        raise InceptionWeightsError(
+            f"{path} is not torch-fidelity's InceptionV3 weights file {INCEPTION_FILENAME} ({type(err).__name__}: {err}); "
+            f"get it from {INCEPTION_URL}"
+        ) from None
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    p = next(iter(module.parameters()), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def _as_batches(images: Tensor | Iterable[Tensor], batch_size: int) -> Iterator[Tensor]:
+    """A (N, 3, H, W) tensor or an iterable of such batches -> batches of at most `batch_size`."""
+    chunks = [images] if isinstance(images, Tensor) else images
+    for chunk in chunks:
+        yield from chunk.split(batch_size)
+
+
+@torch.inference_mode()
+def extract_features(
+    images: Tensor | Iterable[Tensor], feature_extractor: nn.Module, batch_size: int = 32
+) -> Tensor:
+    """Features (N, d) float64 on the CPU of uint8 images (N, 3, H, W), given whole or in batches."""
+    device = _device_of(feature_extractor)
+    feats = [feature_extractor(b.to(device)).reshape(b.shape[0], -1).double().cpu() for b in _as_batches(images, batch_size)]
+    if not feats:
+        return torch.zeros(0, 0, dtype=torch.float64)
+    return torch.cat(feats)  # (N, d)
+
+
+class _Features(nn.Module):
+    """Identity 'extractor', so precomputed features go through torchmetrics' FID/KID code."""
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        self.num_features = num_features
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+
+def fid_kid_from_features(
+    real: Tensor, fake: Tensor, kid_subset_size: int = 1000, kid_subsets: int = 100, seed: int = 0
+) -> dict[str, float]:
+    """FID and KID (mean, std over subsets) between real (N, d) and fake (M, d) features.
+
+    The KID subset size is capped at min(N, M) (reported as `kid_subset_size`); with fewer than
+    two samples on either side the metrics are NaN.
+    """
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    n = min(real.shape[0], fake.shape[0])
+    subset = min(kid_subset_size, n)
+    out = {"fid": math.nan, "kid_mean": math.nan, "kid_std": math.nan, "kid_subset_size": subset}
+    if n < 2:
+        return out
+    real, fake = real.double(), fake.double()  # (N, d), (M, d)
+    fid = FrechetInceptionDistance(feature=_Features(real.shape[1]))
+    fid.update(real, real=True)
+    fid.update(fake, real=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*will save all extracted features")  # features are kept anyway
+        kid = KernelInceptionDistance(feature=_Features(real.shape[1]), subsets=kid_subsets, subset_size=subset)
+    kid.update(real, real=True)
+    kid.update(fake, real=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # the subsets are drawn with torch.randperm
+        kid_mean, kid_std = kid.compute()
+    out.update(fid=float(fid.compute()), kid_mean=float(kid_mean), kid_std=float(kid_std))
+    return out
+
+
+def compute_fid_kid(
+    real: Tensor | Iterable[Tensor],
+    fake: Tensor | Iterable[Tensor],
+    feature_extractor: nn.Module | None = None,
+    inception_weights: str | os.PathLike | None = None,
+    kid_subset_size: int = 1000,
+    kid_subsets: int = 100,
+    batch_size: int = 32,
+) -> dict[str, float]:
+    """FID and KID between two sets of uint8 images (N, 3, H, W), whole or as batches.
+
+    `feature_extractor` maps uint8 images to (N, d) features; default: torch-fidelity's Inception
+    (`load_inception(inception_weights)`).
+    """
+    extractor = feature_extractor if feature_extractor is not None else load_inception(inception_weights)
+    return fid_kid_from_features(
+        extract_features(real, extractor, batch_size),
+        extract_features(fake, extractor, batch_size),
+        kid_subset_size=kid_subset_size,
+        kid_subsets=kid_subsets,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Paired metrics
+
+
+def _to_tensor(rgb: np.ndarray) -> Tensor:
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float().div_(255.0)  # (1, 3, H, W)
+
+
+class PairedMetrics:
+    """Mean over image pairs of L1 (on [-1, 1]), PSNR and SSIM (on [0, 1]); images of any size."""
+
+    def __init__(self) -> None:
+        from torchmetrics import MeanMetric
+        from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+
+        self.l1 = MeanMetric()
+        self.psnr = PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3))  # per image, then averaged
+        self.ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
+        self.count = 0
+
+    def update(self, pred: np.ndarray, target: np.ndarray) -> None:
+        """Add one pair of RGB uint8 images; `pred` is resized to `target`'s size if they differ."""
+        if pred.shape != target.shape:
+            pred = cv2.resize(pred, (target.shape[1], target.shape[0]), interpolation=cv2.INTER_AREA)
+        p, t = _to_tensor(pred), _to_tensor(target)  # (1, 3, H, W) in [0, 1]
+        self.l1.update(2.0 * (p - t).abs().mean())  # L1 on [-1, 1]
+        self.psnr.update(p, t)
+        if min(t.shape[-2:]) >= 11:  # SSIM's 11x11 Gaussian window
+            self.ssim.update(p, t)
+        self.count += 1
+
+    def compute(self) -> dict[str, float]:
+        """{"n", "l1", "psnr", "ssim"}; NaN where no pair was added."""
+        if self.count == 0:
+            return {"n": 0, "l1": math.nan, "psnr": math.nan, "ssim": math.nan}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # SSIM without updates (images below 11 px) warns; it is NaN then
+            ssim = float(self.ssim.compute()) if self.ssim.update_count else math.nan
+        return {"n": self.count, "l1": float(self.l1.compute()), "psnr": float(self.psnr.compute()), "ssim": ssim}
+
+
+# ----------------------------------------------------------------------------------------------
+# vitcycle eval
+
+
+def find_pairs_manifest(test_a: Path, test_b: Path) -> Path | None:
+    """`pairs_val.csv` in the folder holding both test folders (the built-in data's layout), if any."""
+    parent = test_a.resolve().parent
+    candidate = parent / "pairs_val.csv"
+    return candidate if parent == test_b.resolve().parent and candidate.is_file() else None
+
+
+def _read_all(paths: Sequence[Path], skipped: list[str]) -> Iterator[tuple[Path, np.ndarray]]:
+    from vitcycle.data import ImageReadError, read_image
+    from vitcycle.inference import VitcycleWarning
+
+    for path in paths:
+        try:
+            yield path, read_image(path)
+        except ImageReadError as err:
+            skipped.append(str(path))
+            warnings.warn(f"skipped {err}", VitcycleWarning, stacklevel=2)
+
+
+def _uint8_batch(images: Sequence[np.ndarray]) -> Iterator[Tensor]:
+    """RGB arrays -> uint8 (B, 3, H, W) batches of equal-sized neighbours (the extractor resizes itself)."""
+    group: list[np.ndarray] = []
+    for img in images:
+        if group and img.shape != group[0].shape:
+            yield torch.from_numpy(np.stack(group)).permute(0, 3, 1, 2)
+            group = []
+        group.append(img)
+    if group:
+        yield torch.from_numpy(np.stack(group)).permute(0, 3, 1, 2)  # (B, 3, H, W)
+
+
+def _chunks(items: Sequence, n: int) -> Iterator[Sequence]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+def run_eval(
+    ckpt: str | os.PathLike,
+    test_a: str | os.PathLike,
+    test_b: str | os.PathLike,
+    pairs: str | os.PathLike | None = None,
+    feature_extractor: nn.Module | None = None,
+    inception_weights: str | os.PathLike | None = None,
+    batch_size: int = 16,
+    device: str = "auto",
+    kid_subset_size: int = 1000,
+    size: int | None = None,
+    use_ema: bool = True,
+) -> dict:
+    """Translate test A -> B and test B -> A with a checkpoint; FID/KID per direction, paired metrics.
+
+    Args:
+        ckpt: CycleGAN checkpoint (through `Translator.from_checkpoint`).
+        test_a: folder of domain-A test images (searched recursively); test_b likewise.
+        pairs: CSV manifest `a,b` of aligned pairs (b is what a should become); None looks for
+            `pairs_val.csv` beside the two folders.
+        feature_extractor: module mapping uint8 (N, 3, H, W) -> (N, d); default Inception.
+        inception_weights: local Inception weights file (offline machines).
+        batch_size: images per generator and feature-extractor pass.
+        device: "auto", "cpu", "cuda", ...
+        kid_subset_size: KID subset size, capped at the smaller set size.
+        size: processing size (default: the checkpoint's training size).
+        use_ema: use the EMA generators (default), else the raw ones.
+
+    Returns:
+        The report: per direction FID, KID, the paired metrics; the identity baseline; settings.
+    """
+    from vitcycle.data import DataError, find_images, read_pairs_manifest
+    from vitcycle.inference import Translator, resolve_device
+
+    folders = {}
+    for flag, folder in (("--test-a", test_a), ("--test-b", test_b)):
+        path = Path(folder).expanduser()
+        if not path.is_dir():
+            raise DataError(f"{flag} {path} is not a folder of images")
+        files = find_images(path)
+        if len(files) < 2:
+            raise DataError(f"{flag} {path} has {len(files)} images; FID/KID need at least 2")
+        folders[flag] = files
+    files_a, files_b = folders["--test-a"], folders["--test-b"]
+    pairs_path = Path(pairs).expanduser() if pairs is not None else find_pairs_manifest(Path(test_a), Path(test_b))
+    pair_b_of: dict[Path, Path] = {}
+    if pairs_path is not None:
+        a_list, b_list = read_pairs_manifest(pairs_path)
+        pair_b_of = {a.resolve(): b for a, b in zip(a_list, b_list, strict=True)}
+    pair_a_of = {b.resolve(): a for a, b in pair_b_of.items()}
+
+    dev = resolve_device(device)
+    extractor = feature_extractor if feature_extractor is not None else load_inception(inception_weights)
+    extractor = extractor.to(dev).eval()
+    gen_ab = Translator.from_checkpoint(ckpt, "a2b", use_ema=use_ema, device=dev)
+    gen_ba = Translator.from_checkpoint(ckpt, "b2a", use_ema=use_ema, device=dev)
+
+    skipped: list[str] = []
+    report: dict = {}
+    identity = PairedMetrics()
+    real_feats: dict[str, list[Tensor]] = {"a": [], "b": []}
+    fake_feats: dict[str, list[Tensor]] = {"a": [], "b": []}
+    for src, translator, files, partner in (("a", gen_ab, files_a, pair_b_of), ("b", gen_ba, files_b, pair_a_of)):
+        dst = "b" if src == "a" else "a"
+        paired = PairedMetrics()
+        for chunk in _chunks(files, batch_size):
+            loaded = list(_read_all(chunk, skipped))
+            if not loaded:
+                continue
+            reals = [img for _, img in loaded]
+            fakes = translator.translate_batch(reals, size=size)
+            real_feats[src].append(extract_features(_uint8_batch(reals), extractor, batch_size))
+            fake_feats[dst].append(extract_features(_uint8_batch(fakes), extractor, batch_size))
+            for (path, real), fake in zip(loaded, fakes, strict=True):
+                target_path = partner.get(path.resolve())
+                if target_path is None:
+                    continue
+                for _, target in _read_all([target_path], skipped):
+                    paired.update(fake, target)
+                    if src == "a":
+                        identity.update(real, target)
+        report[f"{src}2{dst}"] = {"n_inputs": sum(f.shape[0] for f in fake_feats[dst]), "paired": paired.compute()}
+
+    for src, dst in (("a", "b"), ("b", "a")):
+        real = torch.cat(real_feats[dst]) if real_feats[dst] else torch.zeros(0, 1)
+        fake = torch.cat(fake_feats[dst]) if fake_feats[dst] else torch.zeros(0, 1)
+        entry = report[f"{src}2{dst}"]
+        entry["n_real"] = real.shape[0]
+        entry.update(fid_kid_from_features(real, fake, kid_subset_size=kid_subset_size))
+    report["identity"] = identity.compute()
+    report["settings"] = {
+        "checkpoint": str(ckpt),
+        "test_a": str(test_a),
+        "test_b": str(test_b),
+        "pairs": str(pairs_path) if pairs_path else None,
+        "use_ema": use_ema,
+        "size": size or gen_ab.image_size,
+        "feature_extractor": "inception-v3 (torch-fidelity), 2048-d pool" if feature_extractor is None else type(feature_extractor).__name__,
+        "paired_ranges": PAIRED_RANGES,
+        "kid_subset_size": kid_subset_size,
+    }
+    report["skipped"] = skipped
+    return report
+
+
+def _fmt(value: float, scale: float = 1.0, digits: int = 3) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value * scale:.{digits}f}"
+
+
+def format_report(report: dict) -> str:
+    """The report as a markdown table (KID in units of 1e-3; "fake/real": images in each FID/KID set)."""
+    lines = [
+        "| direction | FID | KID x1e3 (std) | fake/real | L1 [-1,1] | PSNR dB | SSIM | pairs |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in ("a2b", "b2a"):
+        r, p = report[name], report[name]["paired"]
+        kid = f"{_fmt(r['kid_mean'], 1e3)} ({_fmt(r['kid_std'], 1e3)})"
+        lines.append(
+            f"| {name} | {_fmt(r['fid'], digits=2)} | {kid} | {r['n_inputs']}/{r['n_real']} | {_fmt(p['l1'])} "
+            f"| {_fmt(p['psnr'], digits=2)} | {_fmt(p['ssim'])} | {p['n']} |"
+        )
+    i = report["identity"]
+    if i["n"]:
+        lines.append(
+            f"| identity (a vs its b) | - | - | - | {_fmt(i['l1'])} | {_fmt(i['psnr'], digits=2)} | {_fmt(i['ssim'])} | {i['n']} |"
+        )
+    return "\n".join(lines)
+
+
+def write_report(report: dict, path: str | os.PathLike) -> Path:
+    """Write the report as JSON (NaN becomes null)."""
+
+    def clean(x):  # noqa: ANN001, ANN202
+        if isinstance(x, float) and not math.isfinite(x):
+            return None
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [clean(v) for v in x]
+        return x
+
+    path = Path(path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(clean(report), indent=2) + "\n", encoding="utf-8")
+    return path
