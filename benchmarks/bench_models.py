@@ -7,7 +7,7 @@
 Figures per `model@size` job: parameters; GFLOPs of one forward at batch 1 (torch.utils.flop_counter,
 deterministic); inference latency (eval, no_grad) at batch 1 and 8; training forward+backward at
 batch 1; peak memory of that training step above the model's own weights, measured in a
-subprocess per job so that it belongs to that model alone (CPU: ru_maxrss; CUDA:
+subprocess per job so that it belongs to that model alone (CPU: peak RSS, VmHWM reset by clear_refs; CUDA:
 max_memory_allocated). Every figure is also a ratio to ResNet-9 at the same size in the same run.
 The models of one size are timed in turns (ResNet-9, then each ViT, in every repetition), so load
 from other processes on a shared machine hits them alike; `--stat min` (the default) drops the

@@ -178,3 +178,17 @@ def test_offline_inception_gives_one_clear_error_fast(synth: Path, eval_ckpt: Pa
     torch.save({"fc.weight": torch.zeros(1)}, bad)
     with pytest.raises(InceptionWeightsError, match="not torch-fidelity's InceptionV3"):
         load_inception(bad)
+
+
+def test_cli_eval_paired_only_needs_no_inception(synth: Path, eval_ckpt: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    def refuse(weights_path=None):
+        raise AssertionError("paired-only must not load Inception")
+
+    monkeypatch.setattr("vitcycle.metrics.load_inception", refuse)
+    out = tmp_path / "paired.json"
+    code = main(["eval", "--ckpt", str(eval_ckpt), "--test-a", str(synth / "valA"), "--test-b", str(synth / "valB"),
+                 "--paired-only", "--out", str(out), "--device", "cpu"])
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert report["a2b"]["fid"] is None and report["a2b"]["paired"]["n"] == 6 and report["identity"]["n"] == 6
+    assert "| a2b | - |" in capsys.readouterr().out

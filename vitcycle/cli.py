@@ -82,6 +82,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             kid_subset_size=args.kid_subset_size,
             size=args.size,
             use_ema=not args.no_ema,
+            fid_kid=not args.paired_only,
         )
     print(format_report(report))
     print(f"paired metrics: {report['settings']['paired_ranges']}; report written to {write_report(report, out)}")
@@ -99,10 +100,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
             translator, out, fmt=args.format, size=args.size, dynamic=args.dynamic, atol=args.atol
         )
     shapes = ", ".join("x".join(map(str, s)) for s in result["checked_shapes"])
+    size = result["size"]
+    if args.format == "onnx" and args.dynamic:
+        layout = "(B, 3, H, W), H and W multiples of the patch size"
+    else:
+        layout = f"({'B' if args.dynamic else 1}, 3, {size}, {size})"
     print(
-        f"exported {args.direction} generator to {result['path']} ({args.format}, size {result['size']}, "
-        f"dynamic={result['dynamic']}); input 'image' and output 'translated' are (B, 3, H, W) in [-1, 1]; "
-        f"max abs difference to PyTorch {result['max_abs_diff']:.2e} on {shapes}"
+        f"exported {args.direction} generator to {result['path']} ({args.format}); input 'image' and output "
+        f"'translated' are {layout} in [-1, 1]; max abs difference to PyTorch {result['max_abs_diff']:.2e} on {shapes}"
     )
     return 0
 
@@ -156,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--kid-subset-size", type=int, default=1000, help="KID subset size (capped at the set size)")
     ev.add_argument("--size", type=int, default=None, help="processing size (default: training size)")
     ev.add_argument("--no-ema", action="store_true", help="use the raw generator weights instead of the EMA ones")
+    ev.add_argument("--paired-only", action="store_true", help="skip FID/KID (no Inception weights needed): paired metrics only")
     ev.set_defaults(func=_cmd_eval)
 
     ex = sub.add_parser("export", help="export a generator to ONNX or TorchScript, checked against PyTorch")

@@ -11,7 +11,7 @@ encoder is not exported (the learned target-domain style tokens are used).
   cannot export the generator: it has no `atanh`, and it freezes the resampling to one size.)
 - TorchScript uses `torch.jit.trace` (timm models do not script). Tracing records the position
   embedding for the traced grid, so a TorchScript file is valid for its export size only; the
-  batch size may vary.
+  batch size may vary. torch 2.14 deprecates TorchScript (`torch.jit.load` warns); prefer ONNX.
 """
 
 from __future__ import annotations
@@ -102,7 +102,9 @@ def _export_torchscript(model: nn.Module, example: Tensor, out: Path) -> None:
 
 
 def _run_torchscript(path: Path, x: Tensor) -> np.ndarray:
-    module = torch.jit.load(str(path), map_location="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch 2.14 deprecates TorchScript in favour of torch.export
+        module = torch.jit.load(str(path), map_location="cpu")
     with torch.inference_mode():
         return module(x).numpy()
 

@@ -101,8 +101,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         if "weights only load failed" in str(err).lower():
             reason = (
-                "it holds Python objects other than tensors and plain containers, which a vitcycle "
-                "checkpoint never does; refusing to unpickle it (weights_only=True)"
+                "it holds Python objects other than tensors and plain containers, which a checkpoint of "
+                "`vitcycle fit` never does; refusing to unpickle it (weights_only=True)"
             )
         raise CheckpointError(f"cannot read checkpoint {path}: {reason} (truncated, corrupt or not a PyTorch file?)") from None
     hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, Mapping) else None

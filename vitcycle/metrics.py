@@ -84,7 +84,7 @@ def load_inception(weights_path: str | os.PathLike | None = None) -> nn.Module:
                 raise InceptionWeightsError(
                     f"could not download the Inception weights for FID/KID ({type(err).__name__}: {err}); "
                     f"download {INCEPTION_URL} on a connected machine and put it at {path} "
-                    "(or pass --inception-weights PATH)"
+                    "(or pass --inception-weights PATH; --paired-only skips FID/KID)"
                 ) from None
     try:  # weights only, so a stranger's file cannot run code (torch-fidelity loads it again itself)
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -281,6 +281,7 @@ def run_eval(
     kid_subset_size: int = 1000,
     size: int | None = None,
     use_ema: bool = True,
+    fid_kid: bool = True,
 ) -> dict:
     """Translate test A -> B and test B -> A with a checkpoint; FID/KID per direction, paired metrics.
 
@@ -296,6 +297,7 @@ def run_eval(
         kid_subset_size: KID subset size, capped at the smaller set size.
         size: processing size (default: the checkpoint's training size).
         use_ema: use the EMA generators (default), else the raw ones.
+        fid_kid: compute FID and KID; False gives the paired metrics alone (no Inception weights needed).
 
     Returns:
         The report: per direction FID, KID, the paired metrics; the identity baseline; settings.
@@ -303,6 +305,10 @@ def run_eval(
     from vitcycle.data import DataError, find_images, read_pairs_manifest
     from vitcycle.inference import Translator, resolve_device
 
+    if batch_size < 1:
+        raise VitcycleError(f"--batch-size {batch_size} must be at least 1")
+    if kid_subset_size < 2:
+        raise VitcycleError(f"--kid-subset-size {kid_subset_size} must be at least 2")
     folders = {}
     for flag, folder in (("--test-a", test_a), ("--test-b", test_b)):
         path = Path(folder).expanduser()
@@ -319,16 +325,21 @@ def run_eval(
         a_list, b_list = read_pairs_manifest(pairs_path)
         pair_b_of = {a.resolve(): b for a, b in zip(a_list, b_list, strict=True)}
     pair_a_of = {b.resolve(): a for a, b in pair_b_of.items()}
+    if not fid_kid and not pair_b_of:
+        raise DataError("--paired-only needs aligned pairs: pass --pairs CSV (or keep pairs_val.csv beside the test folders)")
 
     dev = resolve_device(device)
-    extractor = feature_extractor if feature_extractor is not None else load_inception(inception_weights)
-    extractor = extractor.to(dev).eval()
+    extractor = None
+    if fid_kid:
+        extractor = feature_extractor if feature_extractor is not None else load_inception(inception_weights)
+        extractor = extractor.to(dev).eval()
     gen_ab = Translator.from_checkpoint(ckpt, "a2b", use_ema=use_ema, device=dev)
     gen_ba = Translator.from_checkpoint(ckpt, "b2a", use_ema=use_ema, device=dev)
 
     skipped: list[str] = []
     report: dict = {}
     identity = PairedMetrics()
+    n_read = {"a": 0, "b": 0}  # images read (and translated) per domain
     real_feats: dict[str, list[Tensor]] = {"a": [], "b": []}
     fake_feats: dict[str, list[Tensor]] = {"a": [], "b": []}
     for src, translator, files, partner in (("a", gen_ab, files_a, pair_b_of), ("b", gen_ba, files_b, pair_a_of)):
@@ -339,9 +350,11 @@ def run_eval(
             if not loaded:
                 continue
             reals = [img for _, img in loaded]
+            n_read[src] += len(reals)
             fakes = translator.translate_batch(reals, size=size)
-            real_feats[src].append(extract_features(_uint8_batch(reals), extractor, batch_size))
-            fake_feats[dst].append(extract_features(_uint8_batch(fakes), extractor, batch_size))
+            if extractor is not None:
+                real_feats[src].append(extract_features(_uint8_batch(reals), extractor, batch_size))
+                fake_feats[dst].append(extract_features(_uint8_batch(fakes), extractor, batch_size))
             for (path, real), fake in zip(loaded, fakes, strict=True):
                 target_path = partner.get(path.resolve())
                 if target_path is None:
@@ -350,14 +363,14 @@ def run_eval(
                     paired.update(fake, target)
                     if src == "a":
                         identity.update(real, target)
-        report[f"{src}2{dst}"] = {"n_inputs": sum(f.shape[0] for f in fake_feats[dst]), "paired": paired.compute()}
+        report[f"{src}2{dst}"] = {"n_inputs": n_read[src], "paired": paired.compute()}
 
     for src, dst in (("a", "b"), ("b", "a")):
         real = torch.cat(real_feats[dst]) if real_feats[dst] else torch.zeros(0, 1)
         fake = torch.cat(fake_feats[dst]) if fake_feats[dst] else torch.zeros(0, 1)
         entry = report[f"{src}2{dst}"]
-        entry["n_real"] = real.shape[0]
-        entry.update(fid_kid_from_features(real, fake, kid_subset_size=kid_subset_size))
+        entry["n_real"] = n_read[dst]
+        entry.update(fid_kid_from_features(real, fake, kid_subset_size=kid_subset_size))  # NaN without features
     report["identity"] = identity.compute()
     report["settings"] = {
         "checkpoint": str(ckpt),
@@ -366,7 +379,9 @@ def run_eval(
         "pairs": str(pairs_path) if pairs_path else None,
         "use_ema": use_ema,
         "size": size or gen_ab.image_size,
-        "feature_extractor": "inception-v3 (torch-fidelity), 2048-d pool" if feature_extractor is None else type(feature_extractor).__name__,
+        "feature_extractor": None if not fid_kid else (
+            "inception-v3 (torch-fidelity), 2048-d pool" if feature_extractor is None else type(feature_extractor).__name__
+        ),
         "paired_ranges": PAIRED_RANGES,
         "kid_subset_size": kid_subset_size,
     }
