@@ -1,9 +1,15 @@
 # vitcycle developer commands. `make install` builds .venv; every other target installs first if needed.
-VENV    ?= .venv
-PY      := $(VENV)/bin/python
-STAMP   := $(VENV)/.installed-stamp
+VENV     ?= .venv
+PY       := $(VENV)/bin/python
+VITCYCLE := $(VENV)/bin/vitcycle
+STAMP    := $(VENV)/.installed-stamp
 # These exact releases lie on the build machines' local disk; an unpinned torch pulls a multi-GB download.
-TORCH   ?= torch==2.14.1 torchvision==0.29.1
+TORCH    ?= torch==2.14.1 torchvision==0.29.1
+
+SYNTH    ?= data/synthetic
+QS_RUN   := runs/quickstart
+TEST_A   ?= $(SYNTH)/valA
+TEST_B   ?= $(SYNTH)/valB
 
 .PHONY: install test lint quickstart fit eval bench clean
 
@@ -21,6 +27,28 @@ test: install
 
 lint: install
 	$(PY) -m ruff check vitcycle tests benchmarks
+
+# Built-in data, a short CPU training, translated validation images, a grid PNG and the paired metric.
+quickstart: install
+	test -f $(SYNTH)/pairs_val.csv || $(VITCYCLE) data synth --out $(SYNTH) --n-train 800 --n-val 100 --size 64 --seed 0
+	$(VITCYCLE) fit --config configs/quickstart.yaml
+	$(VITCYCLE) translate --ckpt $(QS_RUN)/checkpoints/last.ckpt --input $(SYNTH)/valA --output $(QS_RUN)/valA_to_B
+	$(VITCYCLE) eval --ckpt $(QS_RUN)/checkpoints/last.ckpt --test-a $(SYNTH)/valA --test-b $(SYNTH)/valB \
+		--paired-only --grid $(QS_RUN)/grid.png --out $(QS_RUN)/eval.json
+
+fit: install
+	$(VITCYCLE) fit --config configs/cycle.yaml
+
+# make eval CKPT=path/to.ckpt [TEST_A=dir TEST_B=dir] [EVAL_ARGS='--paired-only --inception-weights PATH']
+eval: install
+	@test -n "$(CKPT)" || { echo "usage: make eval CKPT=path/to.ckpt [TEST_A=dir TEST_B=dir] [EVAL_ARGS=...]"; exit 2; }
+	$(VITCYCLE) eval --ckpt $(CKPT) --test-a $(TEST_A) --test-b $(TEST_B) $(EVAL_ARGS)
+
+bench: install
+	$(PY) benchmarks/bench_data.py
+	$(PY) benchmarks/bench_models.py
+	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_translate.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -9,6 +9,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
+
+# The tests run many tiny models: intra-op threads only add overhead there (and on a shared
+# machine OpenMP spin-waiting makes small ops up to 10x slower).
+torch.set_num_threads(1)
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no network call at import in tests
 
@@ -45,3 +50,25 @@ def selfie2anime() -> Path:
     if not (SELFIE2ANIME / "trainA").is_dir() or not (SELFIE2ANIME / "trainB").is_dir():
         pytest.skip(f"selfie2anime not present at {SELFIE2ANIME}")
     return SELFIE2ANIME
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """The built-in data set at 32 px: 16 training images per domain, 8 validation pairs."""
+    from vitcycle.synthetic import make_synthetic_dataset
+
+    out = tmp_path_factory.mktemp("synthetic")
+    make_synthetic_dataset(out, n_train=16, n_val=8, size=32, seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tiny_data, tmp_path_factory) -> Path:
+    """last.ckpt of a real one-epoch `vitcycle fit` of tiny generators on `tiny_data`."""
+    from tiny import tiny_config
+
+    from vitcycle.cli import cli_main
+
+    run = tmp_path_factory.mktemp("tiny_fit")
+    cli_main(["fit", "--config", str(tiny_config(run, tiny_data))])
+    return run / "ckpt/last.ckpt"

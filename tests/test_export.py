@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_inference import write_checkpoint
+from tiny import write_checkpoint
 
 from vitcycle.cli import main
 from vitcycle.export import ExportError, export_generator

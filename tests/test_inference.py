@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from tiny import SIZE, write_checkpoint
 from torch import nn
 
 from vitcycle.cli import main
@@ -23,65 +24,7 @@ from vitcycle.inference import (
     paste_back,
     plan_translation,
 )
-from vitcycle.models import ResnetGenerator, ViTTranslator
-
-SIZE = 32  # training size of the test checkpoints
-TINY_VIT = {
-    "encoder": "vit_tiny_patch16_224",
-    "img_size": SIZE,
-    "encoder_kwargs": {"patch_size": 8, "depth": 2, "embed_dim": 32, "num_heads": 1},
-    "encoder_indices": [0, 1],
-    "decoder_depth": 1,
-    "head_dim": 16,
-    "num_style_tokens": 2,
-}
-
-
-def _perturbed(gen: nn.Module, scale: float, seed: int) -> dict[str, torch.Tensor]:
-    """The generator's state dict plus Gaussian noise (so it is not the identity map)."""
-    g = torch.Generator().manual_seed(seed)
-    return {
-        k: v + scale * torch.randn(v.shape, generator=g) if v.is_floating_point() else v.clone()
-        for k, v in gen.state_dict().items()
-    }
-
-
-def write_checkpoint(
-    path: Path,
-    *,
-    ema: bool = True,
-    style_encoder: bool = False,
-    resnet: bool = False,
-    class_path: str | None = None,
-) -> Path:
-    """A file shaped like a CycleGAN checkpoint of LightningCLI, EMA weights different from the raw ones."""
-    if resnet:
-        init, cls, default_path = {"ngf": 8, "n_blocks": 1}, ResnetGenerator, "vitcycle.models.baselines.ResnetGenerator"
-    else:
-        init = {**TINY_VIT, "style_encoder": style_encoder, "style_dim": 32, "style_depth": 1}
-        cls, default_path = ViTTranslator, "vitcycle.models.generator.ViTTranslator"
-    state: dict[str, torch.Tensor] = {}
-    hparams: dict = {"lambda_cycle": 10.0, "gan_loss": "lsgan"}
-    for i, name in enumerate(("gen_ab", "gen_ba")):
-        torch.manual_seed(i)
-        gen = cls(**init)
-        state |= {f"{name}.{k}": v for k, v in _perturbed(gen, 0.05, seed=10 + i).items()}
-        if ema:
-            state |= {f"{name}_ema.module.{k}": v for k, v in _perturbed(gen, 0.05, seed=20 + i).items()}
-            state[f"{name}_ema.n_averaged"] = torch.tensor(2)
-        hparams[name] = {"class_path": class_path or default_path, "init_args": dict(init)}
-    state["disc_a.model.0.weight"] = torch.zeros(4, 3, 4, 4)
-    state["disc_b.model.0.weight"] = torch.zeros(4, 3, 4, 4)
-    ckpt = {
-        "epoch": 0,
-        "global_step": 2,
-        "pytorch-lightning_version": "2.6.6",
-        "state_dict": state,
-        "hyper_parameters": hparams,
-        "datamodule_hyper_parameters": {"image_size": SIZE, "batch_size": 2},
-    }
-    torch.save(ckpt, path)
-    return path
+from vitcycle.models import ViTTranslator
 
 
 def reference_generator(ckpt: Path, name: str = "gen_ab", ema: bool = True) -> nn.Module:
@@ -459,11 +402,8 @@ def test_cli_translate_bad_checkpoint_is_one_line(tmp_path: Path, capsys) -> Non
 
 
 def test_tiny_ckpt_from_a_real_fit(request: pytest.FixtureRequest) -> None:
-    """The lead's `tiny_ckpt` fixture (a real 2-step fit), when conftest provides it."""
-    try:
-        path = request.getfixturevalue("tiny_ckpt")
-    except pytest.FixtureLookupError:
-        pytest.skip("conftest has no tiny_ckpt fixture yet")
+    """A checkpoint written by a real `vitcycle fit` (conftest's `tiny_ckpt`) loads in both directions."""
+    path = request.getfixturevalue("tiny_ckpt")
     for direction in ("a2b", "b2a"):
         tr = Translator.from_checkpoint(path, direction, device="cpu")
         img = smooth_image(tr.image_size, tr.image_size + 8)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
-from test_inference import write_checkpoint
+from tiny import write_checkpoint
 from torch import nn
 
 from vitcycle.cli import main

@@ -11,68 +11,15 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import yaml
+from tiny import TINY_DISC, TINY_VIT, tiny_config
 
 from vitcycle.cli import cli_main, main
 from vitcycle.models import PatchDiscriminator, ViTTranslator
 from vitcycle.module import CycleGAN, NonFiniteLossError
-from vitcycle.synthetic import make_synthetic_dataset
 from vitcycle.training_cli import VitCycleCLI
 
 ROOT = Path(__file__).resolve().parents[1]
-
-# A generator small enough for many CPU steps: 2 encoder blocks of width 48 on 8x8 patches.
-TINY_GEN = {
-    "class_path": "vitcycle.models.ViTTranslator",
-    "init_args": {
-        "encoder": "vit_tiny_patch16_224",
-        "encoder_kwargs": {"patch_size": 8, "depth": 2, "embed_dim": 48, "num_heads": 2},
-        "img_size": 32,
-        "encoder_indices": [0, 1],
-        "decoder_depth": 1,
-        "head_dim": 32,
-        "num_style_tokens": 2,
-    },
-}
-TINY_DISC = {"class_path": "vitcycle.models.PatchDiscriminator", "init_args": {"n_layers": 2, "ndf": 8}}
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("synthetic")
-    make_synthetic_dataset(out, n_train=16, n_val=8, size=32, seed=0)
-    return out
-
-
-def tiny_config(tmp_path: Path, data: Path, **model_overrides) -> Path:
-    """configs/quickstart.yaml shrunk to 32 px, tiny networks and CPU-friendly trainer settings."""
-    config = yaml.safe_load((ROOT / "configs/quickstart.yaml").read_text())
-    config["trainer"].update(
-        accelerator="cpu",
-        max_epochs=1,
-        check_val_every_n_epoch=1,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=str(tmp_path / "run"),
-        logger={"class_path": "pytorch_lightning.loggers.TensorBoardLogger", "init_args": {"save_dir": str(tmp_path / "run"), "name": "tb", "version": 0}},
-    )
-    for callback in config["trainer"]["callbacks"]:
-        if callback["class_path"].endswith("ModelCheckpoint"):
-            callback["init_args"]["dirpath"] = str(tmp_path / "ckpt")
-        else:
-            callback["init_args"]["every_n_steps"] = 4
-    config["model"].update({"gen_ab": TINY_GEN, "gen_ba": TINY_GEN, "disc_a": TINY_DISC, "disc_b": TINY_DISC, **model_overrides})
-    config["data"].update(
-        dir_a=str(data / "trainA"),
-        dir_b=str(data / "trainB"),
-        val_pairs=str(data / "pairs_val.csv"),
-        image_size=32,
-        batch_size=4,
-        num_workers=0,
-    )
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+TINY_GEN = {"class_path": "vitcycle.models.ViTTranslator", "init_args": TINY_VIT}
 
 
 @pytest.mark.parametrize("config", ["configs/quickstart.yaml", "configs/cycle.yaml"])
@@ -158,10 +105,8 @@ def test_resume_gives_the_same_weights_as_a_straight_run(tiny_data, tmp_path):
 
 
 def test_non_finite_loss_stops_training_with_a_clear_message(tmp_path):
-    module = CycleGAN(
-        ViTTranslator(**TINY_GEN["init_args"]), ViTTranslator(**TINY_GEN["init_args"]),
-        PatchDiscriminator(**TINY_DISC["init_args"]), PatchDiscriminator(**TINY_DISC["init_args"]),
-    )
+    module = CycleGAN(ViTTranslator(**TINY_VIT), ViTTranslator(**TINY_VIT), PatchDiscriminator(**TINY_DISC),
+                      PatchDiscriminator(**TINY_DISC))
     bad = torch.full((2, 3, 32, 32), float("nan"))
     loader = torch.utils.data.DataLoader([{"a": bad[0], "b": bad[1]}] * 2, batch_size=2)
     trainer = pl.Trainer(accelerator="cpu", max_steps=4, logger=False, enable_checkpointing=False,

@@ -83,6 +83,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             size=args.size,
             use_ema=not args.no_ema,
             fid_kid=not args.paired_only,
+            grid=args.grid,
         )
     print(format_report(report))
     print(f"paired metrics: {report['settings']['paired_ranges']}; report written to {write_report(report, out)}")
@@ -162,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--size", type=int, default=None, help="processing size (default: training size)")
     ev.add_argument("--no-ema", action="store_true", help="use the raw generator weights instead of the EMA ones")
     ev.add_argument("--paired-only", action="store_true", help="skip FID/KID (no Inception weights needed): paired metrics only")
+    ev.add_argument("--grid", default=None, metavar="PNG", help="also write a PNG of paired samples: input | translation | target")
     ev.set_defaults(func=_cmd_eval)
 
     ex = sub.add_parser("export", help="export a generator to ONNX or TorchScript, checked against PyTorch")

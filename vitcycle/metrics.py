@@ -282,6 +282,8 @@ def run_eval(
     size: int | None = None,
     use_ema: bool = True,
     fid_kid: bool = True,
+    grid: str | os.PathLike | None = None,
+    grid_rows: int = 8,
 ) -> dict:
     """Translate test A -> B and test B -> A with a checkpoint; FID/KID per direction, paired metrics.
 
@@ -298,6 +300,9 @@ def run_eval(
         size: processing size (default: the checkpoint's training size).
         use_ema: use the EMA generators (default), else the raw ones.
         fid_kid: compute FID and KID; False gives the paired metrics alone (no Inception weights needed).
+        grid: write a PNG of the first `grid_rows` paired test images of each direction, one row
+            each: input | translation | true target.
+        grid_rows: rows per direction in `grid`.
 
     Returns:
         The report: per direction FID, KID, the paired metrics; the identity baseline; settings.
@@ -338,6 +343,7 @@ def run_eval(
 
     skipped: list[str] = []
     report: dict = {}
+    grid_triples: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (input, translation, target)
     identity = PairedMetrics()
     n_read = {"a": 0, "b": 0}  # images read (and translated) per domain
     real_feats: dict[str, list[Tensor]] = {"a": [], "b": []}
@@ -361,6 +367,8 @@ def run_eval(
                     continue
                 for _, target in _read_all([target_path], skipped):
                     paired.update(fake, target)
+                    if grid is not None and paired.count <= grid_rows:
+                        grid_triples.append((real, fake, target))
                     if src == "a":
                         identity.update(real, target)
         report[f"{src}2{dst}"] = {"n_inputs": n_read[src], "paired": paired.compute()}
@@ -386,7 +394,22 @@ def run_eval(
         "kid_subset_size": kid_subset_size,
     }
     report["skipped"] = skipped
+    if grid is not None and grid_triples:
+        report["settings"]["grid"] = str(write_grid(grid_triples, grid))
     return report
+
+
+def write_grid(rows: Sequence[Sequence[np.ndarray]], path: str | os.PathLike, cell: int = 128) -> Path:
+    """Write RGB uint8 images as a PNG grid, one row per sequence, each image resized to `cell` px."""
+    from vitcycle.inference import write_image
+
+    def fit(img: np.ndarray) -> np.ndarray:
+        return cv2.resize(img, (cell, cell), interpolation=cv2.INTER_AREA if img.shape[0] > cell else cv2.INTER_NEAREST)
+
+    grid = np.concatenate([np.concatenate([fit(img) for img in row], axis=1) for row in rows], axis=0)
+    path = Path(path)
+    write_image(path, grid)  # (rows * cell, columns * cell, 3)
+    return path
 
 
 def _fmt(value: float, scale: float = 1.0, digits: int = 3) -> str:
@@ -396,20 +419,20 @@ def _fmt(value: float, scale: float = 1.0, digits: int = 3) -> str:
 def format_report(report: dict) -> str:
     """The report as a markdown table (KID in units of 1e-3; "fake/real": images in each FID/KID set)."""
     lines = [
-        "| direction | FID | KID x1e3 (std) | fake/real | L1 [-1,1] | PSNR dB | SSIM | pairs |",
-        "|---|---|---|---|---|---|---|---|",
+        "| direction | FID | KID x1e3 (std) | fake/real | L1 [-1,1] | L1 / identity | PSNR dB | SSIM | pairs |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+    i = report["identity"]
     for name in ("a2b", "b2a"):
         r, p = report[name], report[name]["paired"]
         kid = f"{_fmt(r['kid_mean'], 1e3)} ({_fmt(r['kid_std'], 1e3)})"
         lines.append(
             f"| {name} | {_fmt(r['fid'], digits=2)} | {kid} | {r['n_inputs']}/{r['n_real']} | {_fmt(p['l1'])} "
-            f"| {_fmt(p['psnr'], digits=2)} | {_fmt(p['ssim'])} | {p['n']} |"
+            f"| {_fmt(p['l1'] / i['l1']) if i['n'] else '-'} | {_fmt(p['psnr'], digits=2)} | {_fmt(p['ssim'])} | {p['n']} |"
         )
-    i = report["identity"]
     if i["n"]:
         lines.append(
-            f"| identity (a vs its b) | - | - | - | {_fmt(i['l1'])} | {_fmt(i['psnr'], digits=2)} | {_fmt(i['ssim'])} | {i['n']} |"
+            f"| identity (a vs its b) | - | - | - | {_fmt(i['l1'])} | 1.000 | {_fmt(i['psnr'], digits=2)} | {_fmt(i['ssim'])} | {i['n']} |"
         )
     return "\n".join(lines)
 

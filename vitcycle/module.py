@@ -26,7 +26,7 @@ import torch.nn.functional as F
 import pytorch_lightning as pl
 from pytorch_lightning.cli import OptimizerCallable
 from torch import Tensor, nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from torchmetrics import MeanMetric
 
 from vitcycle.errors import VitcycleError
@@ -39,8 +39,20 @@ class NonFiniteLossError(VitcycleError):
 
 
 def _ema(model: nn.Module, decay: float) -> AveragedModel:
-    """An exponential moving average of `model` (parameters and buffers), never trained directly."""
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    """An exponential moving average of `model` (parameters and buffers), never trained directly.
+
+    The decay warms up as min(decay, (1 + n) / (10 + n)) after n updates (as timm's ModelEmaV3 can),
+    so that early in training, and in short runs, the average is not dominated by the random init.
+    """
+
+    def average(ema_params: list[Tensor], params: list[Tensor], num_averaged: Tensor) -> None:
+        n = float(num_averaged)
+        if not ema_params[0].is_floating_point():  # integer buffers (e.g. counters) are copied
+            torch._foreach_copy_(ema_params, params)
+            return
+        torch._foreach_lerp_(ema_params, params, 1.0 - min(decay, (1.0 + n) / (10.0 + n)))
+
+    ema = AveragedModel(model, multi_avg_fn=average, use_buffers=True)
     ema.requires_grad_(False)
     return ema
 

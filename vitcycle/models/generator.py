@@ -418,15 +418,11 @@ class ViTTranslator(nn.Module):
         sizes = [tuple(stem[k].shape[-2:]) if k < 3 else (-(-H // 2**k), -(-W // 2**k)) for k in range(S)]
         sizes.append(tuple(features[0].shape[-2:]))  # the token grid (H/p, W/p)
 
-        laterals: list[torch.Tensor | None] = [None] * (S + 1)
-        for k in range(min(3, S + 1)):
-            laterals[k] = stem[k]
+        laterals: list[torch.Tensor | None] = stem + [None] * (S - 2)  # per stage; S >= 2 (patch >= 4)
         for feat, layer, k in zip(features, self.reassemble, self.level_stage, strict=True):
             y = layer(feat)  # (B, ch[k], h, w); 1x1 conv before the resize: cheaper, same result
             if tuple(y.shape[-2:]) != sizes[k]:
-                y = F.interpolate(
-                    y, size=sizes[k], mode="bilinear", align_corners=False
-                )  # (B, ch[k], *sizes[k])
+                y = F.interpolate(y, size=sizes[k], mode="bilinear", align_corners=False)  # (B, ch[k], *size)
             laterals[k] = y if laterals[k] is None else laterals[k] + y
 
         y = self.fuse[S](laterals[S])  # (B, ch[S], h, w)
