@@ -136,3 +136,23 @@ def test_ddp_with_two_cpu_processes(tiny_data, tmp_path):
     assert "distributed_backend=gloo" in result.stderr + result.stdout
     ckpt = torch.load(tmp_path / "ckpt/last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 4  # 16 items / 2 ranks / batch 4 = 2 batches, 2 optimizer steps each
+
+
+def test_ema_follows_the_warmed_up_decay():
+    """EMA after updates with weights w_1, w_2, w_3: a copy of w_1, then lerps with decay min(d, (1+n)/(10+n))."""
+    from vitcycle.module import _ema
+
+    model = torch.nn.Linear(1, 1, bias=False)
+    ema = _ema(model, decay=0.5)
+    expected = None
+    for n, w in enumerate([1.0, 3.0, 7.0]):
+        with torch.no_grad():
+            model.weight.fill_(w)
+        ema.update_parameters(model)
+        if expected is None:
+            expected = w
+        else:
+            d = min(0.5, (1 + n) / (10 + n))  # n updates averaged so far
+            expected = d * expected + (1 - d) * w
+        assert ema.module.weight.item() == pytest.approx(expected)
+    assert not any(p.requires_grad for p in ema.parameters())
