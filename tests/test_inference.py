@@ -24,7 +24,7 @@ from vitcycle.inference import (
     paste_back,
     plan_translation,
 )
-from vitcycle.models import ViTTranslator
+from vitcycle.models import ResnetGenerator, ViTTranslator
 
 
 def reference_generator(ckpt: Path, name: str = "gen_ab", ema: bool = True) -> nn.Module:
@@ -140,7 +140,7 @@ def test_checkpoint_with_code_is_refused(tmp_path: Path, capsys: pytest.CaptureF
 @pytest.mark.parametrize(
     "class_path",
     ["this.Generator", "torch.nn.Linear", "os.system", "vitcycle.models.generator.timm", "vitcycle.models.generator.Mlp",
-     "vitcycle.module.CycleGAN", "vitcycle.models..x"],
+     "vitcycle.module.CycleGAN", "vitcycle.models..x", "vitcycle.models.PatchDiscriminator"],
 )
 def test_class_path_outside_vitcycle_models_is_refused(tmp_path: Path, class_path: str) -> None:
     path = write_checkpoint(tmp_path / "cp.ckpt", class_path=class_path)
@@ -148,6 +148,15 @@ def test_class_path_outside_vitcycle_models_is_refused(tmp_path: Path, class_pat
     with pytest.raises(CheckpointError, match="refusing to build it"):
         Translator.from_checkpoint(path)
     assert had_this or "this" not in sys.modules  # never imported a module named by the file
+
+
+def test_encoder_kwargs_that_load_files_are_refused(tmp_path: Path) -> None:
+    path = write_checkpoint(tmp_path / "evil.ckpt")
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["hyper_parameters"]["gen_ab"]["init_args"]["encoder_kwargs"]["checkpoint_path"] = str(tmp_path / "x.pth")
+    torch.save(ckpt, path)
+    with pytest.raises(CheckpointError, match="refusing encoder_kwargs that load files or weights: checkpoint_path"):
+        Translator.from_checkpoint(path)
 
 
 def test_named_size_class_path_is_accepted(tmp_path: Path) -> None:

@@ -93,7 +93,7 @@ def tiny_config(tmp_path: Path, data: Path, **model_overrides) -> Path:
         if callback["class_path"].endswith("ModelCheckpoint"):
             callback["init_args"]["dirpath"] = str(tmp_path / "ckpt")
         else:
-            callback["init_args"]["every_n_steps"] = 4
+            callback["init_args"]["every_n_batches"] = 2
     gen = {"class_path": "vitcycle.models.ViTTranslator", "init_args": dict(TINY_VIT)}
     disc = {"class_path": "vitcycle.models.PatchDiscriminator", "init_args": dict(TINY_DISC)}
     config["model"].update({"gen_ab": gen, "gen_ba": gen, "disc_a": disc, "disc_b": disc, **model_overrides})

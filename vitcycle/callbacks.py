@@ -9,28 +9,31 @@ from torchvision.utils import make_grid
 
 
 class ImageGridLogger(pl.Callback):
-    """Every `every_n_steps` training steps, logs `real_a | fake_b | rec_a` and `real_b | fake_a | rec_b`.
+    """Every `every_n_batches` training batches, logs `real_a | fake_b | rec_a` and `real_b | fake_a | rec_b`.
 
-    The samples are the first `num_images` of the first validation batch, fixed for the whole run,
-    translated by the EMA generators, so successive grids show progress on the same faces.
+    The samples are the first `num_images` items of the validation set (of the training set when
+    there is none), fixed for the whole run and translated by the EMA generators, so successive
+    grids show progress on the same faces. Grids are logged at the same x-axis as the scalars
+    (batches; Lightning's `global_step` counts both optimizer steps of a batch).
 
     Args:
-        every_n_steps: training steps between grids (also logged once at the end of each validation).
+        every_n_batches: training batches between grids (a grid is also logged after each validation).
         num_images: rows per grid.
     """
 
-    def __init__(self, every_n_steps: int = 500, num_images: int = 4) -> None:
-        self.every_n_steps = every_n_steps
+    def __init__(self, every_n_batches: int = 500, num_images: int = 4) -> None:
+        self.every_n_batches = every_n_batches
         self.num_images = num_images
         self._samples: dict[str, torch.Tensor] | None = None
 
     def _fixed_samples(self, trainer: pl.Trainer) -> dict[str, torch.Tensor] | None:
         if self._samples is None:
             datamodule = trainer.datamodule
-            if datamodule is None or not hasattr(datamodule, "val_dataloader"):
+            dataset = getattr(datamodule, "val_set", None) or getattr(datamodule, "train_set", None)
+            if dataset is None or len(dataset) == 0:
                 return None
-            batch = next(iter(datamodule.val_dataloader()))
-            self._samples = {k: batch[k][: self.num_images] for k in ("a", "b")}
+            items = [dataset[i] for i in range(min(self.num_images, len(dataset)))]
+            self._samples = {k: torch.stack([item[k] for item in items]) for k in ("a", "b")}  # (N, 3, H, W)
         return self._samples
 
     @torch.no_grad()
@@ -42,14 +45,16 @@ class ImageGridLogger(pl.Callback):
             return
         real_a, real_b = samples["a"].to(module.device), samples["b"].to(module.device)  # (N, 3, H, W)
         out = module.translate(real_a, real_b)
+        step = trainer.fit_loop.epoch_loop._batches_that_stepped  # the scalars' x-axis
         for name, row in (("a2b", (real_a, out["fake_b"], out["rec_a"])), ("b2a", (real_b, out["fake_a"], out["rec_b"]))):
             images = torch.stack(row, dim=1).flatten(0, 1).float()  # (N*3, 3, H, W): one row per sample
             grid = make_grid(images, nrow=3, normalize=True, value_range=(-1, 1))  # (3, H', W')
             for logger in loggers:
-                logger.experiment.add_image(f"grid/{name}", grid, global_step=trainer.global_step)
+                logger.experiment.add_image(f"grid/{name}", grid, global_step=step)
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        if self.every_n_steps > 0 and trainer.global_step % self.every_n_steps == 0:
+        batches = trainer.fit_loop.epoch_loop._batches_that_stepped
+        if self.every_n_batches > 0 and batches % self.every_n_batches == 0:
             self.log_grids(trainer, module)
 
     def on_validation_epoch_end(self, trainer, module) -> None:

@@ -1,6 +1,6 @@
 """The `vitcycle` command.
 
-`fit`, `validate`, `test` and `predict` are LightningCLI subcommands (every hyperparameter is a
+`fit` and `validate` are LightningCLI subcommands (every hyperparameter is a
 YAML key or a flag). The other subcommands (`data`, `translate`, `eval`, `export`) are plain
 argparse commands that call library functions; heavy imports happen inside them so that
 `vitcycle --help` stays fast.
@@ -16,9 +16,7 @@ from vitcycle.errors import VitcycleError
 
 LIGHTNING_COMMANDS = {
     "fit": "train a CycleGAN (LightningCLI; `vitcycle fit --help` lists every option)",
-    "validate": "run validation on a checkpoint (LightningCLI)",
-    "test": "run the test loop on a checkpoint (LightningCLI)",
-    "predict": "run prediction on a checkpoint (LightningCLI)",
+    "validate": "run validation of a checkpoint (LightningCLI; with --config and --ckpt_path)",
 }
 
 

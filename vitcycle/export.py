@@ -188,8 +188,9 @@ def export_generator(
         "checked_shapes": [list(x.shape) for x in checks],
     }
     if not diff <= atol:  # also catches NaN
+        out.unlink(missing_ok=True)  # an untrustworthy file is not left behind
         raise ExportError(
             f"{out}: parity check failed, max abs difference to PyTorch {diff:.3g} > {atol:g}; "
-            "the exported file is not trustworthy (try the other --format)"
+            "the file was removed (try the other --format)"
         )
     return result

@@ -5,6 +5,8 @@ The discriminators see a mix of the newest fakes and older ones, which damps osc
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -14,34 +16,37 @@ class ImagePool(nn.Module):
 
     For each incoming image: while the pool is not full it is stored and returned; afterwards, with
     probability 0.5 a random stored image is returned and replaced by the new one, otherwise the new
-    image is returned. `size=0` disables the pool. The buffer is a (non-persistent-size) module
-    buffer so it lives on the module's device and is saved in checkpoints, and randomness comes from
-    the `generator` passed in, so a resumed run draws exactly what a straight run would.
+    image is returned. `size=0` disables the pool. The history is the module's "extra state": it is
+    saved in checkpoints (and loads with `weights_only=True`) but is not a buffer, so DDP does not
+    broadcast it every step and each rank keeps its own history. Randomness comes from the
+    `generator` passed in, so a resumed run draws exactly what a straight run would.
     """
 
     def __init__(self, size: int = 50) -> None:
         super().__init__()
         self.size = size
-        self.register_buffer("images", torch.empty(0), persistent=True)
+        self.images: Tensor | None = None  # (N, C, H, W), N <= size
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # The buffer grows as it fills: adopt the saved shape before the default copy.
-        key = prefix + "images"
-        if key in state_dict:
-            self.images = torch.empty_like(state_dict[key], device=self.images.device)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"images": self.images}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        images = state["images"]
+        self.images = None if images is None else images.clone()
 
     @torch.no_grad()
     def query(self, fakes: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Return a batch (B, C, H, W) mixing `fakes` with stored history; updates the history."""
+        fakes = fakes.detach()
         if self.size == 0:
             return fakes
-        fakes = fakes.detach()
+        if self.images is not None and self.images.device != fakes.device:
+            self.images = self.images.to(fakes.device)  # e.g. after loading a checkpoint on the CPU
         out = []
         for image in fakes:  # image: (C, H, W)
-            n = self.images.shape[0]
+            n = 0 if self.images is None else self.images.shape[0]
             if n < self.size:
-                self.images = torch.cat([self.images.reshape(n, *image.shape), image[None]])
+                self.images = image[None].clone() if self.images is None else torch.cat([self.images, image[None]])
                 out.append(image)
                 continue
             coin, slot = torch.rand(2, generator=generator).tolist()

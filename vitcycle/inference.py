@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
 import inspect
 import math
 import os
-import re
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -115,26 +113,24 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 
 
 def _generator_factory(class_path: object, source: Path) -> type[nn.Module] | Callable[..., nn.Module]:
-    """What `class_path` names if it is an nn.Module class defined in `vitcycle.models` or one of its
-    named sizes (`vitcycle.models.GENERATORS`, e.g. vit_tiny_p8); anything else is refused."""
-    refused = CheckpointError(
-        f"{source}: generator class_path {class_path!r} is not a generator of vitcycle.models; "
-        "refusing to build it (only vitcycle.models classes are loaded from checkpoints)"
-    )
-    if not isinstance(class_path, str) or not re.fullmatch(r"vitcycle\.models(\.[A-Za-z_]\w*)+", class_path):
-        raise refused
-    module_name, _, name = class_path.rpartition(".")
-    try:
-        module = importlib.import_module(module_name)  # only modules inside vitcycle.models can match
-    except ImportError:
-        raise refused from None
-    obj = getattr(module, name, None)
-    if isinstance(obj, type) and issubclass(obj, nn.Module) and obj.__module__.startswith("vitcycle.models"):
-        return obj
-    named_sizes = getattr(importlib.import_module("vitcycle.models"), "GENERATORS", {})
-    if callable(obj) and any(obj is f for f in named_sizes.values()):
-        return obj
-    raise refused
+    """The generator class (or named size, e.g. vit_tiny_p8) that `class_path` names, from a fixed
+    allow-list; nothing named by a checkpoint is ever imported."""
+    from vitcycle.models import GENERATORS, ResnetGenerator, ViTTranslator
+
+    allowed: dict[str, Callable[..., nn.Module]] = {f"vitcycle.models.{n}": f for n, f in GENERATORS.items()}
+    for cls in (ViTTranslator, ResnetGenerator):
+        allowed[f"vitcycle.models.{cls.__name__}"] = allowed[f"{cls.__module__}.{cls.__name__}"] = cls
+    if not isinstance(class_path, str) or class_path not in allowed:
+        raise CheckpointError(
+            f"{source}: generator class_path {class_path!r} is not a generator of vitcycle.models; "
+            f"refusing to build it (allowed: {', '.join(sorted(allowed))})"
+        )
+    return allowed[class_path]
+
+
+# timm.create_model keys that would make the encoder read files or fetch weights: a checkpoint's
+# init_args may not set them (the trained weights come from the checkpoint itself).
+_UNSAFE_ENCODER_KEYS = ("path", "file", "url", "cfg", "cache", "pretrained", "hub")
 
 
 def build_generator(spec: object, source: Path) -> nn.Module:
@@ -146,6 +142,9 @@ def build_generator(spec: object, source: Path) -> nn.Module:
         )
     factory = _generator_factory(spec["class_path"], source)
     init_args = dict(spec.get("init_args") or {})
+    unsafe = [k for k in (init_args.get("encoder_kwargs") or {}) if any(w in k.lower() for w in _UNSAFE_ENCODER_KEYS)]
+    if unsafe:
+        raise CheckpointError(f"{source}: refusing encoder_kwargs that load files or weights: {', '.join(unsafe)}")
     params = inspect.signature(factory).parameters
     forwards_kwargs = not isinstance(factory, type)  # the named sizes pass **kwargs to ViTTranslator
     # The checkpoint has the trained weights: never download or read the encoder's initial ones.

@@ -8,59 +8,60 @@ the scales. Cycle and identity losses are plain L1 (`torch.nn.functional.l1_loss
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Literal, Union
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-DiscOutput = Union[Tensor, Sequence[Tensor]]
+DiscOutput = Tensor | Sequence[Tensor]
 GanLossName = Literal["lsgan", "hinge", "vanilla"]
 
 
-def _scales(pred: DiscOutput) -> list[Tensor]:
+def scales(pred: DiscOutput) -> list[Tensor]:
+    """A discriminator's output as a list of logit maps (one per scale)."""
     return [pred] if isinstance(pred, Tensor) else list(pred)
 
 
-def _mean_over_scales(fn: Callable[[Tensor], Tensor], pred: DiscOutput) -> Tensor:
-    losses = [fn(p) for p in _scales(pred)]
+def _mean_overscales(fn: Callable[[Tensor], Tensor], pred: DiscOutput) -> Tensor:
+    losses = [fn(p) for p in scales(pred)]
     return torch.stack(losses).mean()
 
 
 def lsgan_d_loss(pred_real: DiscOutput, pred_fake: DiscOutput) -> Tensor:
     """Least-squares GAN (Mao et al. 2017): 0.5 * (E[(D(x)-1)^2] + E[D(G(z))^2])."""
-    real = _mean_over_scales(lambda p: (p - 1).pow(2).mean(), pred_real)
-    fake = _mean_over_scales(lambda p: p.pow(2).mean(), pred_fake)
+    real = _mean_overscales(lambda p: (p - 1).pow(2).mean(), pred_real)
+    fake = _mean_overscales(lambda p: p.pow(2).mean(), pred_fake)
     return 0.5 * (real + fake)
 
 
 def lsgan_g_loss(pred_fake: DiscOutput) -> Tensor:
     """Least-squares GAN, generator side: E[(D(G(z))-1)^2]."""
-    return _mean_over_scales(lambda p: (p - 1).pow(2).mean(), pred_fake)
+    return _mean_overscales(lambda p: (p - 1).pow(2).mean(), pred_fake)
 
 
 def hinge_d_loss(pred_real: DiscOutput, pred_fake: DiscOutput) -> Tensor:
     """Hinge loss (Lim & Ye 2017): 0.5 * (E[relu(1-D(x))] + E[relu(1+D(G(z)))])."""
-    real = _mean_over_scales(lambda p: F.relu(1 - p).mean(), pred_real)
-    fake = _mean_over_scales(lambda p: F.relu(1 + p).mean(), pred_fake)
+    real = _mean_overscales(lambda p: F.relu(1 - p).mean(), pred_real)
+    fake = _mean_overscales(lambda p: F.relu(1 + p).mean(), pred_fake)
     return 0.5 * (real + fake)
 
 
 def hinge_g_loss(pred_fake: DiscOutput) -> Tensor:
     """Hinge loss, generator side: -E[D(G(z))]."""
-    return _mean_over_scales(lambda p: -p.mean(), pred_fake)
+    return _mean_overscales(lambda p: -p.mean(), pred_fake)
 
 
 def vanilla_d_loss(pred_real: DiscOutput, pred_fake: DiscOutput) -> Tensor:
     """Original GAN (Goodfellow et al. 2014) on logits: 0.5 * (BCE(D(x), 1) + BCE(D(G(z)), 0))."""
-    real = _mean_over_scales(lambda p: F.binary_cross_entropy_with_logits(p, torch.ones_like(p)), pred_real)
-    fake = _mean_over_scales(lambda p: F.binary_cross_entropy_with_logits(p, torch.zeros_like(p)), pred_fake)
+    real = _mean_overscales(lambda p: F.binary_cross_entropy_with_logits(p, torch.ones_like(p)), pred_real)
+    fake = _mean_overscales(lambda p: F.binary_cross_entropy_with_logits(p, torch.zeros_like(p)), pred_fake)
     return 0.5 * (real + fake)
 
 
 def vanilla_g_loss(pred_fake: DiscOutput) -> Tensor:
     """Non-saturating generator loss: BCE(D(G(z)), 1)."""
-    return _mean_over_scales(lambda p: F.binary_cross_entropy_with_logits(p, torch.ones_like(p)), pred_fake)
+    return _mean_overscales(lambda p: F.binary_cross_entropy_with_logits(p, torch.ones_like(p)), pred_fake)
 
 
 # (discriminator loss, generator loss) by the name used in YAML (`model.gan_loss`).
@@ -71,15 +72,18 @@ GAN_LOSSES: dict[str, tuple[Callable[..., Tensor], Callable[..., Tensor]]] = {
 }
 
 
-def gradient_penalty(disc: nn.Module, real: Tensor, fake: Tensor, center: float = 1.0) -> Tensor:
+def gradient_penalty(
+    disc: nn.Module, real: Tensor, fake: Tensor, center: float = 1.0, generator: torch.Generator | None = None
+) -> Tensor:
     """Gradient penalty on random interpolates of real and fake (Gulrajani et al. 2017).
 
     E[(||grad_x D(x_hat)||_2 - center)^2] with x_hat = eps * real + (1 - eps) * fake. `center=1` is
     WGAN-GP; `center=0` the zero-centred variant. Multi-scale outputs are summed before the gradient.
+    `generator` (a CPU generator) draws the interpolation weights.
     """
-    eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)  # (B, 1, 1, 1)
+    eps = torch.rand(real.shape[0], 1, 1, 1, generator=generator).to(real)  # (B, 1, 1, 1)
     x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)  # (B, C, H, W)
-    out = sum(p.sum() for p in _scales(disc(x_hat)))
+    out = sum(p.float().sum() for p in scales(disc(x_hat)))
     (grad,) = torch.autograd.grad(out, x_hat, create_graph=True)  # (B, C, H, W)
     norm = grad.flatten(1).norm(2, dim=1)  # (B,)
     return (norm - center).pow(2).mean()

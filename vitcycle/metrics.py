@@ -324,7 +324,8 @@ def run_eval(
             raise DataError(f"{flag} {path} has {len(files)} images; FID/KID need at least 2")
         folders[flag] = files
     files_a, files_b = folders["--test-a"], folders["--test-b"]
-    pairs_path = Path(pairs).expanduser() if pairs is not None else find_pairs_manifest(Path(test_a), Path(test_b))
+    test_a, test_b = Path(test_a).expanduser(), Path(test_b).expanduser()
+    pairs_path = Path(pairs).expanduser() if pairs is not None else find_pairs_manifest(test_a, test_b)
     pair_b_of: dict[Path, Path] = {}
     if pairs_path is not None:
         a_list, b_list = read_pairs_manifest(pairs_path)
@@ -428,7 +429,7 @@ def format_report(report: dict) -> str:
         kid = f"{_fmt(r['kid_mean'], 1e3)} ({_fmt(r['kid_std'], 1e3)})"
         lines.append(
             f"| {name} | {_fmt(r['fid'], digits=2)} | {kid} | {r['n_inputs']}/{r['n_real']} | {_fmt(p['l1'])} "
-            f"| {_fmt(p['l1'] / i['l1']) if i['n'] else '-'} | {_fmt(p['psnr'], digits=2)} | {_fmt(p['ssim'])} | {p['n']} |"
+            f"| {_fmt(p['l1'] / i['l1']) if i['n'] and i['l1'] > 0 else '-'} | {_fmt(p['psnr'], digits=2)} | {_fmt(p['ssim'])} | {p['n']} |"
         )
     if i["n"]:
         lines.append(

@@ -14,16 +14,16 @@ Adversarial Networks" (equation numbers of the paper):
 
 Full objective, Eq. (3): L = L_GAN(G_ab, D_b) + L_GAN(G_ba, D_a) + lambda * L_cyc (+ identity).
 Discriminators see fakes from an `ImagePool` of 50 (Sec. 4). Learning rates are constant for
-`decay_start_epoch` epochs, then fall linearly to zero over `decay_epochs`, stepped explicitly
+`decay_start_epoch` epochs, then fall linearly towards zero over `decay_epochs` (and stay at zero), stepped explicitly
 because Lightning ignores scheduler intervals under manual optimization. EMA copies of both
 generators (`gen_ab_ema`, `gen_ba_ema`) are used for validation, translation and export.
 """
 
 from __future__ import annotations
 
+import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-import pytorch_lightning as pl
 from pytorch_lightning.cli import OptimizerCallable
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
@@ -31,7 +31,7 @@ from torchmetrics import MeanMetric
 
 from vitcycle.errors import VitcycleError
 from vitcycle.image_pool import ImagePool
-from vitcycle.losses import GAN_LOSSES, GanLossName, gradient_penalty
+from vitcycle.losses import GAN_LOSSES, DiscOutput, GanLossName, gradient_penalty, scales
 
 
 class NonFiniteLossError(VitcycleError):
@@ -57,9 +57,8 @@ def _ema(model: nn.Module, decay: float) -> AveragedModel:
     return ema
 
 
-def _mean_logit(pred: Tensor | list[Tensor]) -> Tensor:
-    preds = [pred] if isinstance(pred, Tensor) else pred
-    return torch.stack([p.detach().float().mean() for p in preds]).mean()
+def _mean_logit(pred: DiscOutput) -> Tensor:
+    return torch.stack([p.detach().float().mean() for p in scales(pred)]).mean()
 
 
 class CycleGAN(pl.LightningModule):
@@ -104,6 +103,8 @@ class CycleGAN(pl.LightningModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        if decay_start_epoch < 0 or decay_epochs < 0:
+            raise VitcycleError(f"decay_start_epoch ({decay_start_epoch}) and decay_epochs ({decay_epochs}) must be >= 0")
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.gen_ab, self.gen_ba = gen_ab, gen_ba
@@ -123,8 +124,8 @@ class CycleGAN(pl.LightningModule):
         opt_disc = self.optimizer_disc(list(self.disc_a.parameters()) + list(self.disc_b.parameters()))
         start, length = self.hparams.decay_start_epoch, self.hparams.decay_epochs
 
-        def linear_decay(epoch: int) -> float:
-            return 1.0 - max(0, epoch + 1 - start) / float(length + 1)
+        def linear_decay(epoch: int) -> float:  # 1 for `start` epochs, then down to 0 (never below)
+            return max(0.0, 1.0 - max(0, epoch + 1 - start) / float(length + 1))
 
         schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, linear_decay) for opt in (opt_gen, opt_disc)]
         return [opt_gen, opt_disc], schedulers
@@ -136,25 +137,58 @@ class CycleGAN(pl.LightningModule):
                 scheduler.step()
 
     # ---------------------------------------------------------------- training
-    def _pool_generator(self) -> torch.Generator:
+    def _step_generator(self) -> torch.Generator:
+        """Randomness of this step (pools, penalty): a function of seed and step, so resuming is exact."""
         return torch.Generator().manual_seed(self.hparams.seed * 1_000_003 + self.global_step)
+
+    def train(self, mode: bool = True) -> CycleGAN:
+        """As nn.Module.train, but the EMA generators always stay in eval mode (deterministic grids)."""
+        super().train(mode)
+        self.gen_ab_ema.eval()
+        self.gen_ba_ema.eval()
+        return self
 
     def _check_finite(self, losses: dict[str, Tensor]) -> None:
         values = torch.stack([v.detach().float() for v in losses.values()])
-        if not torch.isfinite(values).all():
+        # All DDP ranks take the same decision, so none is left waiting in an all-reduce.
+        if self.trainer.strategy.reduce_boolean_decision(not torch.isfinite(values).all().item(), all=False):
             bad = [k for k, v in losses.items() if not torch.isfinite(v.detach()).all()]
             raise NonFiniteLossError(
-                f"non-finite loss at step {self.global_step} (epoch {self.current_epoch}): {', '.join(bad)}. "
+                f"non-finite loss at step {self.global_step} (epoch {self.current_epoch}): {', '.join(bad) or 'on another DDP rank'}. "
                 "Lower the learning rate, check the input data, or try `--trainer.precision=32-true`."
             )
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         real_a, real_b = batch["a"], batch["b"]  # (B, 3, H, W) each, in [-1, 1]
         opt_gen, opt_disc = self.optimizers()
-        hp = self.hparams
 
         # Generators: fakes are computed once and reused (detached) for the discriminators.
-        self.toggle_optimizer(opt_gen)
+        with self.toggled_optimizer(opt_gen):
+            loss_gen, g, fake_a, fake_b = self._generator_step(real_a, real_b)
+            self._check_finite(g)
+            opt_gen.zero_grad(set_to_none=True)
+            self.manual_backward(loss_gen)
+            opt_gen.step()
+        self.gen_ab_ema.update_parameters(self.gen_ab)
+        self.gen_ba_ema.update_parameters(self.gen_ba)
+
+        # Discriminators, on history-pool fakes.
+        with self.toggled_optimizer(opt_disc):
+            loss_disc, d, preds = self._discriminator_step(real_a, real_b, fake_a, fake_b)
+            self._check_finite(d)
+            opt_disc.zero_grad(set_to_none=True)
+            self.manual_backward(loss_disc)
+            opt_disc.step()
+
+        logs = {k: v.detach() for k, v in {**g, **d}.items()}
+        logs |= {f"d_out/{name}": _mean_logit(pred) for name, pred in preds.items()}
+        logs |= {"lr/gen": opt_gen.param_groups[0]["lr"], "lr/disc": opt_disc.param_groups[0]["lr"]}
+        self.log_dict(logs, batch_size=real_a.shape[0])
+        self.log("cycle", g["loss/cycle_a"] + g["loss/cycle_b"], prog_bar=True, logger=False)
+
+    def _generator_step(self, real_a: Tensor, real_b: Tensor) -> tuple[Tensor, dict[str, Tensor], Tensor, Tensor]:
+        """Generator objective, Eq. (3): adversarial + lambda * cycle (+ identity). Returns the fakes too."""
+        hp = self.hparams
         fake_b = self.gen_ab(real_a)  # (B, 3, H, W)
         fake_a = self.gen_ba(real_b)  # (B, 3, H, W)
         rec_a = self.gen_ba(fake_b)  # (B, 3, H, W)
@@ -165,54 +199,39 @@ class CycleGAN(pl.LightningModule):
             "loss/cycle_a": F.l1_loss(rec_a, real_a),
             "loss/cycle_b": F.l1_loss(rec_b, real_b),
         }
-        loss_gen = g["loss/g_adv_ab"] + g["loss/g_adv_ba"] + hp.lambda_cycle * (g["loss/cycle_a"] + g["loss/cycle_b"])
+        loss = g["loss/g_adv_ab"] + g["loss/g_adv_ba"] + hp.lambda_cycle * (g["loss/cycle_a"] + g["loss/cycle_b"])
         if hp.lambda_identity > 0:
             g["loss/idt_a"] = F.l1_loss(self.gen_ba(real_a), real_a)
             g["loss/idt_b"] = F.l1_loss(self.gen_ab(real_b), real_b)
-            loss_gen = loss_gen + hp.lambda_identity * hp.lambda_cycle * (g["loss/idt_a"] + g["loss/idt_b"])
-        g["loss/gen"] = loss_gen
-        self._check_finite(g)
-        opt_gen.zero_grad(set_to_none=True)
-        self.manual_backward(loss_gen)
-        opt_gen.step()
-        self.untoggle_optimizer(opt_gen)
-        self.gen_ab_ema.update_parameters(self.gen_ab)
-        self.gen_ba_ema.update_parameters(self.gen_ba)
+            loss = loss + hp.lambda_identity * hp.lambda_cycle * (g["loss/idt_a"] + g["loss/idt_b"])
+        g["loss/gen"] = loss
+        return loss, g, fake_a, fake_b
 
-        # Discriminators, on history-pool fakes.
-        self.toggle_optimizer(opt_disc)
-        rng = self._pool_generator()
+    def _discriminator_step(
+        self, real_a: Tensor, real_b: Tensor, fake_a: Tensor, fake_b: Tensor
+    ) -> tuple[Tensor, dict[str, Tensor], dict[str, DiscOutput]]:
+        """Discriminator objective on real images and pooled (detached) fakes, plus the optional penalty."""
+        hp = self.hparams
+        rng = self._step_generator()
         pooled_fake_a = self.pool_a.query(fake_a, rng)  # (B, 3, H, W)
         pooled_fake_b = self.pool_b.query(fake_b, rng)  # (B, 3, H, W)
-        pred_real_a, pred_fake_a = self.disc_a(real_a), self.disc_a(pooled_fake_a)
-        pred_real_b, pred_fake_b = self.disc_b(real_b), self.disc_b(pooled_fake_b)
+        preds = {
+            "real_a": self.disc_a(real_a),
+            "fake_a": self.disc_a(pooled_fake_a),
+            "real_b": self.disc_b(real_b),
+            "fake_b": self.disc_b(pooled_fake_b),
+        }
         d = {
-            "loss/d_a": self.d_loss_fn(pred_real_a, pred_fake_a),
-            "loss/d_b": self.d_loss_fn(pred_real_b, pred_fake_b),
+            "loss/d_a": self.d_loss_fn(preds["real_a"], preds["fake_a"]),
+            "loss/d_b": self.d_loss_fn(preds["real_b"], preds["fake_b"]),
         }
-        loss_disc = d["loss/d_a"] + d["loss/d_b"]
+        loss = d["loss/d_a"] + d["loss/d_b"]
         if hp.lambda_gp > 0:
-            d["loss/gp_a"] = gradient_penalty(self.disc_a, real_a, pooled_fake_a, hp.gp_center)
-            d["loss/gp_b"] = gradient_penalty(self.disc_b, real_b, pooled_fake_b, hp.gp_center)
-            loss_disc = loss_disc + hp.lambda_gp * (d["loss/gp_a"] + d["loss/gp_b"])
-        d["loss/disc"] = loss_disc
-        self._check_finite(d)
-        opt_disc.zero_grad(set_to_none=True)
-        self.manual_backward(loss_disc)
-        opt_disc.step()
-        self.untoggle_optimizer(opt_disc)
-
-        logs = {k: v.detach() for k, v in {**g, **d}.items()}
-        logs |= {
-            "d_out/real_a": _mean_logit(pred_real_a),
-            "d_out/fake_a": _mean_logit(pred_fake_a),
-            "d_out/real_b": _mean_logit(pred_real_b),
-            "d_out/fake_b": _mean_logit(pred_fake_b),
-            "lr/gen": torch.tensor(opt_gen.param_groups[0]["lr"]),
-            "lr/disc": torch.tensor(opt_disc.param_groups[0]["lr"]),
-        }
-        self.log_dict(logs, batch_size=real_a.shape[0])
-        self.log("cycle", g["loss/cycle_a"] + g["loss/cycle_b"], prog_bar=True, logger=False)
+            d["loss/gp_a"] = gradient_penalty(self.disc_a, real_a, pooled_fake_a, hp.gp_center, rng)
+            d["loss/gp_b"] = gradient_penalty(self.disc_b, real_b, pooled_fake_b, hp.gp_center, rng)
+            loss = loss + hp.lambda_gp * (d["loss/gp_a"] + d["loss/gp_b"])
+        d["loss/disc"] = loss
+        return loss, d, preds
 
     # ---------------------------------------------------------------- evaluation (EMA generators)
     @torch.no_grad()
@@ -225,11 +244,12 @@ class CycleGAN(pl.LightningModule):
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         real_a, real_b = batch["a"], batch["b"]  # (B, 3, H, W) each
         out = self.translate(real_a, real_b)
-        self.val_means["cycle_l1"].update(0.5 * (F.l1_loss(out["rec_a"], real_a) + F.l1_loss(out["rec_b"], real_b)))
+        n = real_a.shape[0]  # weights, so that a short last batch counts by its size
+        self.val_means["cycle_l1"].update(0.5 * (F.l1_loss(out["rec_a"], real_a) + F.l1_loss(out["rec_b"], real_b)), n)
         if "paired" in batch:  # aligned pairs: real_b[i] is what real_a[i] should become
-            self.val_means["paired_l1_ab"].update(F.l1_loss(out["fake_b"], real_b))
-            self.val_means["paired_l1_ba"].update(F.l1_loss(out["fake_a"], real_a))
-            self.val_means["identity_l1"].update(F.l1_loss(real_a, real_b))
+            self.val_means["paired_l1_ab"].update(F.l1_loss(out["fake_b"], real_b), n)
+            self.val_means["paired_l1_ba"].update(F.l1_loss(out["fake_a"], real_a), n)
+            self.val_means["identity_l1"].update(F.l1_loss(real_a, real_b), n)
 
     def on_validation_epoch_end(self) -> None:
         means = {name: metric.compute() for name, metric in self.val_means.items() if metric.update_called}

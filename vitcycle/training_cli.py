@@ -9,11 +9,16 @@ from vitcycle.module import CycleGAN
 
 
 class VitCycleCLI(LightningCLI):
-    """LightningCLI for a `CycleGAN` trained on an `UnpairedImageDataModule`.
+    """LightningCLI for a `CycleGAN` trained on an `UnpairedImageDataModule`: `fit` and `validate`.
 
     Generators and discriminators are chosen in YAML with `class_path`/`init_args`; the two
     optimizers are `OptimizerCallable` arguments of the module, so `--optimizer` is not used.
+    Testing and prediction have no loop here: `vitcycle eval` and `vitcycle translate` do that.
     """
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {name: args for name, args in LightningCLI.subcommands().items() if name in ("fit", "validate")}
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
