@@ -14,6 +14,7 @@ import yaml
 from tiny import TINY_DISC, TINY_VIT, tiny_config
 
 from vitcycle.cli import cli_main, main
+from vitcycle.errors import VitcycleError
 from vitcycle.models import PatchDiscriminator, ViTTranslator
 from vitcycle.module import CycleGAN, NonFiniteLossError
 from vitcycle.training_cli import VitCycleCLI
@@ -158,3 +159,21 @@ def test_ema_follows_the_warmed_up_decay():
             expected = d * expected + (1 - d) * w
         assert ema.module.weight.item() == pytest.approx(expected)
     assert not any(p.requires_grad for p in ema.parameters())
+
+
+def test_learning_rate_is_constant_then_decays_linearly_to_zero_and_stays_there():
+    module = CycleGAN(ViTTranslator(**TINY_VIT), ViTTranslator(**TINY_VIT), PatchDiscriminator(**TINY_DISC),
+                      PatchDiscriminator(**TINY_DISC), decay_start_epoch=2, decay_epochs=3)
+    (opt_gen, _), (scheduler, _) = module.configure_optimizers()
+    lrs = []
+    for _ in range(8):
+        lrs.append(opt_gen.param_groups[0]["lr"])
+        scheduler.step()
+    base = lrs[0]
+    assert lrs == pytest.approx([base, base, 0.75 * base, 0.5 * base, 0.25 * base, 0.0, 0.0, 0.0])
+
+
+def test_decay_epochs_must_not_be_negative():
+    with pytest.raises(VitcycleError, match="decay_epochs"):
+        CycleGAN(ViTTranslator(**TINY_VIT), ViTTranslator(**TINY_VIT), PatchDiscriminator(**TINY_DISC),
+                 PatchDiscriminator(**TINY_DISC), decay_epochs=-1)
