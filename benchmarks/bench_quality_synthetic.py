@@ -12,14 +12,15 @@ direction's paired L1 at most 0.6x the baseline. Prints one markdown table and w
 from __future__ import annotations
 
 import argparse
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
+from bench_data import cpu_model
 
+from vitcycle.inference import load_checkpoint
 from vitcycle.metrics import run_eval
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,12 +45,12 @@ def main() -> None:
         fit_seconds = time.perf_counter() - start
 
     report = run_eval(args.ckpt, data / "valA", data / "valB", pairs=data / "pairs_val.csv", fid_kid=False, grid=args.grid)
-    ckpt = torch.load(args.ckpt, map_location="cpu", weights_only=True)
+    ckpt = load_checkpoint(args.ckpt)
     baseline = report["identity"]["l1"]
     print(f"Built-in data, {report['identity']['n']} validation pairs, checkpoint {args.ckpt} "
           f"(epoch {ckpt['epoch']}, {ckpt['global_step'] // 2} batches)"
           + (f", fit took {fit_seconds / 60:.1f} min" if fit_seconds else "")
-          + f"; {platform.processor() or 'CPU'}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+          + f"; {cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     print()
     print("| direction | paired L1 | identity L1 | ratio | target | PSNR dB | SSIM |")
     print("|---|---:|---:|---:|---:|---:|---:|")

@@ -14,11 +14,11 @@ same size, measured in the same run.
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import pytorch_lightning as pl
 import torch
+from bench_data import cpu_model  # benchmarks/ is on sys.path when run as a script
 
 from vitcycle.models import GENERATORS, PatchDiscriminator, ResnetGenerator
 from vitcycle.module import CycleGAN
@@ -109,7 +109,7 @@ def main() -> None:
         rows.append((name, int(size), measure(name, int(size), args.batch_size, args.steps, args.warmup, device)))
     baseline = {size: r["images_s"] for name, size, r in rows if name == "resnet9"}
 
-    hardware = torch.cuda.get_device_name() if device == "cuda" else f"{platform.processor() or 'CPU'}, {torch.get_num_threads()} threads"
+    hardware = torch.cuda.get_device_name() if device == "cuda" else f"{cpu_model()}, {torch.get_num_threads()} threads"
     precision = "bf16-mixed" if device == "cuda" else "fp32"
     print(f"Full CycleGAN training step, batch {args.batch_size}, {precision}, {device} ({hardware}), "
           f"torch {torch.__version__}, median of {args.steps} steps after {args.warmup} warm-up")

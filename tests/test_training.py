@@ -23,16 +23,29 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY_GEN = {"class_path": "vitcycle.models.ViTTranslator", "init_args": TINY_VIT}
 
 
-@pytest.mark.parametrize("config", ["configs/quickstart.yaml", "configs/cycle.yaml"])
-def test_print_config_of_shipped_configs(config, capsys):
+@pytest.mark.parametrize(
+    ("config", "lr", "lambda_identity"),
+    [("configs/cycle.yaml", 2e-4, 0.5), ("configs/quickstart.yaml", 4e-4, 0.1)],  # the paper's recipe; the CPU one
+)
+def test_print_config_of_shipped_configs(config, lr, lambda_identity, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["fit", "--config", str(ROOT / config), "--print_config"])
     assert exit_info.value.code == 0
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["model"]["gen_ab"]["class_path"] == "vitcycle.models.ViTTranslator"
-    assert printed["model"]["optimizer_gen"]["init_args"]["lr"] == pytest.approx(2e-4)
+    assert printed["model"]["optimizer_gen"]["init_args"]["lr"] == pytest.approx(lr)
     assert printed["model"]["optimizer_gen"]["init_args"]["betas"] == [0.5, 0.999]
-    assert printed["model"]["lambda_cycle"] == 10.0 and printed["model"]["lambda_identity"] == 0.5
+    assert printed["model"]["lambda_cycle"] == 10.0 and printed["model"]["lambda_identity"] == lambda_identity
+
+
+def test_cpu_overlay_config_layers_on_cycle_yaml(capsys):
+    with pytest.raises(SystemExit):
+        cli_main(["fit", "--config", str(ROOT / "configs/cycle.yaml"), "--config", str(ROOT / "configs/cpu_64px.yaml"),
+                  "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["data"]["image_size"] == 64 and printed["model"]["gen_ab"]["init_args"]["img_size"] == 64
+    assert printed["model"]["optimizer_gen"]["init_args"]["lr"] == pytest.approx(2e-4)  # kept from cycle.yaml
+    assert printed["trainer"]["precision"] == "32-true"
 
 
 def test_fast_dev_run_of_the_quickstart_config(tiny_data, tmp_path):
