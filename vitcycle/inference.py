@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from vitcycle.data import IMAGE_EXTENSIONS, ImageReadError, find_images, read_image
+from vitcycle.data import IMAGE_EXTENSIONS, ImageReadError, find_images, read_image, to_tensor
 from vitcycle.errors import VitcycleError
 
 Direction = Literal["a2b", "b2a"]
@@ -314,8 +314,7 @@ class Translator:
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise VitcycleError(f"expected an (H, W, 3) uint8 RGB image, got {rgb.dtype} {rgb.shape}")
         h, w = fit_longer_side(rgb.shape[0], rgb.shape[1], size)
-        small = np.ascontiguousarray(_resize(rgb, h, w))
-        return torch.from_numpy(small).permute(2, 0, 1).float().div_(127.5).sub_(1.0)  # (3, h, w)
+        return to_tensor(np.ascontiguousarray(_resize(rgb, h, w)))  # (3, h, w) in [-1, 1]
 
     def translate_batch(
         self,
@@ -541,7 +540,8 @@ def write_image(path: Path, rgb: np.ndarray) -> None:
         raise TranslateError(f"cannot write {path}: {err.strerror or err}") from None
 
 
-def _batched(items: Sequence, n: int) -> Iterator[Sequence]:
+def batched(items: Sequence, n: int) -> Iterator[Sequence]:
+    """Consecutive slices of `items` of length `n` (the last may be shorter)."""
     for i in range(0, len(items), n):
         yield items[i : i + n]
 
@@ -591,7 +591,7 @@ class PathTranslator:
         images = [j for j in jobs if not j.video]
         if images:
             with tqdm(total=len(images), desc="translate", unit="img", disable=None, file=sys.stderr) as bar:
-                for chunk in _batched(images, self.batch_size):
+                for chunk in batched(images, self.batch_size):
                     self._run_images(chunk, summary)
                     bar.update(len(chunk))
         for job in (j for j in jobs if j.video):

@@ -264,11 +264,6 @@ def _uint8_batch(images: Sequence[np.ndarray]) -> Iterator[Tensor]:
         yield torch.from_numpy(np.stack(group)).permute(0, 3, 1, 2)  # (B, 3, H, W)
 
 
-def _chunks(items: Sequence, n: int) -> Iterator[Sequence]:
-    for i in range(0, len(items), n):
-        yield items[i : i + n]
-
-
 def run_eval(
     ckpt: str | os.PathLike,
     test_a: str | os.PathLike,
@@ -308,7 +303,7 @@ def run_eval(
         The report: per direction FID, KID, the paired metrics; the identity baseline; settings.
     """
     from vitcycle.data import DataError, find_images, read_pairs_manifest
-    from vitcycle.inference import Translator, resolve_device
+    from vitcycle.inference import Translator, batched, resolve_device
 
     if batch_size < 1:
         raise VitcycleError(f"--batch-size {batch_size} must be at least 1")
@@ -352,7 +347,7 @@ def run_eval(
     for src, translator, files, partner in (("a", gen_ab, files_a, pair_b_of), ("b", gen_ba, files_b, pair_a_of)):
         dst = "b" if src == "a" else "a"
         paired = PairedMetrics()
-        for chunk in _chunks(files, batch_size):
+        for chunk in batched(files, batch_size):
             loaded = list(_read_all(chunk, skipped))
             if not loaded:
                 continue
