@@ -90,6 +90,20 @@ def test_from_checkpoint_direction_b2a_uses_gen_ba(ckpt: Path) -> None:
         Translator.from_checkpoint(ckpt, "a2c", device="cpu")  # type: ignore[arg-type]
 
 
+def test_pair_from_checkpoint_reads_the_file_once(ckpt: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import vitcycle.inference as inference
+
+    reads = []
+    real_load = inference.load_checkpoint
+    monkeypatch.setattr(inference, "load_checkpoint", lambda path: reads.append(path) or real_load(path))
+    gen_ab, gen_ba = Translator.pair_from_checkpoint(ckpt, device="cpu")
+    assert len(reads) == 1
+    x = torch.rand(1, 3, SIZE, SIZE) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(gen_ab.translate_tensor(x), reference_generator(ckpt, "gen_ab")(x), atol=1e-5, rtol=0)
+        torch.testing.assert_close(gen_ba.translate_tensor(x), reference_generator(ckpt, "gen_ba")(x), atol=1e-5, rtol=0)
+
+
 def test_from_checkpoint_without_ema_warns_and_uses_raw_weights(tmp_path: Path) -> None:
     path = write_checkpoint(tmp_path / "noema.ckpt", ema=False)
     with pytest.warns(VitcycleWarning, match="no EMA weights"):
@@ -252,6 +266,16 @@ def test_plan_mirrors_folders_and_refuses_overwrites(tmp_path: Path) -> None:
     write_png(src / "x.jpg", smooth_image(8, 8))
     with pytest.raises(TranslateError, match="both be written"):
         plan_translation(src, tmp_path / "out2", ext="png")
+
+
+def test_plan_finds_images_and_videos_once_through_a_symlink_loop(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    write_png(src / "x.png", smooth_image(8, 8))
+    (src / "clips").mkdir()
+    (src / "clips" / "c.MP4").write_bytes(b"")  # found by name; read only when translated
+    (src / "clips" / "loop").symlink_to(src, target_is_directory=True)  # in/clips/loop -> in
+    jobs = plan_translation(src, tmp_path / "out")
+    assert [(j.src.relative_to(src).as_posix(), j.video) for j in jobs] == [("clips/c.MP4", True), ("x.png", False)]
 
 
 # ----------------------------------------------------------------------------------------------

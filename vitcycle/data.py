@@ -55,13 +55,21 @@ class ImageReadError(DataError):
 def find_images(root: str | os.PathLike) -> list[Path]:
     """All images under `root`, recursively and sorted; `root` itself if it is an image file.
 
-    An image is a file whose name ends in one of IMAGE_EXTENSIONS (any case). Hidden files and
-    folders (name starting with ".", e.g. macOS "._x.jpg" resource forks) are skipped. Symlinked
-    folders are followed once. Raises DataError if `root` does not exist.
+    An image is a file whose name ends in one of IMAGE_EXTENSIONS (any case); see `find_files`.
+    """
+    return find_files(root, IMAGE_EXTENSIONS)
+
+
+def find_files(root: str | os.PathLike, extensions: Sequence[str]) -> list[Path]:
+    """Files under `root` whose names end in one of `extensions` (lower case, with the dot; any case
+    matches), recursively and sorted; `root` itself if it is such a file.
+
+    Hidden files and folders (name starting with ".", e.g. macOS "._x.jpg" resource forks) are
+    skipped. Symlinked folders are followed once. Raises DataError if `root` does not exist.
     """
     root = Path(root)
     if root.is_file():
-        return [root] if root.suffix.lower() in IMAGE_EXTENSIONS else []
+        return [root] if root.suffix.lower() in extensions else []
     if not root.is_dir():
         raise DataError(f"{root} does not exist (expected a folder of images or an image file)")
     found: list[Path] = []
@@ -76,7 +84,7 @@ def find_images(root: str | os.PathLike) -> list[Path]:
         found += [
             Path(folder, f)
             for f in files
-            if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS
+            if not f.startswith(".") and os.path.splitext(f)[1].lower() in extensions
         ]
     return sorted(found)
 

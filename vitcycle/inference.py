@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from vitcycle.data import IMAGE_EXTENSIONS, ImageReadError, find_images, read_image, to_tensor
+from vitcycle.data import IMAGE_EXTENSIONS, ImageReadError, find_files, read_image, to_tensor
 from vitcycle.errors import VitcycleError
 
 Direction = Literal["a2b", "b2a"]
@@ -226,10 +226,24 @@ class Translator:
             CheckpointError: missing/foreign/truncated file, a class outside vitcycle.models, or
                 weights that do not fit the generator.
         """
-        if direction not in ("a2b", "b2a"):
-            raise VitcycleError(f"--direction {direction!r} must be a2b or b2a")
+        source = Path(path).expanduser()
+        return cls._from_loaded(load_checkpoint(source), source, direction, use_ema, device)
+
+    @classmethod
+    def pair_from_checkpoint(
+        cls, path: str | os.PathLike, use_ema: bool = True, device: str | torch.device = "auto"
+    ) -> tuple[Translator, Translator]:
+        """`gen_ab` and `gen_ba` of one checkpoint (as `from_checkpoint`), reading the file once."""
         source = Path(path).expanduser()
         ckpt = load_checkpoint(source)
+        return tuple(cls._from_loaded(ckpt, source, d, use_ema, device) for d in ("a2b", "b2a"))
+
+    @classmethod
+    def _from_loaded(
+        cls, ckpt: dict, source: Path, direction: Direction, use_ema: bool, device: str | torch.device
+    ) -> Translator:
+        if direction not in ("a2b", "b2a"):
+            raise VitcycleError(f"--direction {direction!r} must be a2b or b2a")
         name = "gen_ab" if direction == "a2b" else "gen_ba"
         spec = ckpt["hyper_parameters"].get(name)
         if spec is None:
@@ -441,14 +455,6 @@ def _normalise_ext(ext: str | None) -> str | None:
     return ext
 
 
-def _find_videos(root: Path) -> list[Path]:
-    found = []
-    for folder, dirs, files in os.walk(root, followlinks=True):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found += [Path(folder, f) for f in files if not f.startswith(".") and _is_video(Path(f))]
-    return sorted(found)
-
-
 def _is_within(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
@@ -494,7 +500,7 @@ def plan_translation(input: str | os.PathLike, output: str | os.PathLike, ext: s
                 f"--output {out} is inside the input folder {src}; choose an output folder outside it "
                 "(it would be read as input next time and risks overwriting inputs)"
             )
-        files = sorted(find_images(src) + _find_videos(src))
+        files = sorted(find_files(src, IMAGE_EXTENSIONS + VIDEO_EXTENSIONS))
         if not files:
             raise TranslateError(f"--input {src} holds no images or videos (known endings: {known}, searched recursively)")
         jobs = [Job(f, out / renamed(f.relative_to(src)), _is_video(f)) for f in files]

@@ -334,8 +334,7 @@ def run_eval(
     if fid_kid:
         extractor = feature_extractor if feature_extractor is not None else load_inception(inception_weights)
         extractor = extractor.to(dev).eval()
-    gen_ab = Translator.from_checkpoint(ckpt, "a2b", use_ema=use_ema, device=dev)
-    gen_ba = Translator.from_checkpoint(ckpt, "b2a", use_ema=use_ema, device=dev)
+    gen_ab, gen_ba = Translator.pair_from_checkpoint(ckpt, use_ema=use_ema, device=dev)
 
     skipped: list[str] = []
     report: dict = {}
