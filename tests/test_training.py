@@ -190,3 +190,37 @@ def test_decay_epochs_must_not_be_negative():
     with pytest.raises(VitcycleError, match="decay_epochs"):
         CycleGAN(ViTTranslator(**TINY_VIT), ViTTranslator(**TINY_VIT), PatchDiscriminator(**TINY_DISC),
                  PatchDiscriminator(**TINY_DISC), decay_epochs=-1)
+
+
+class _RecordingDisc(torch.nn.Module):
+    """A discriminator that remembers every input it was shown."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.disc = PatchDiscriminator(**TINY_DISC)
+        self.inputs: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.inputs.append(x.detach().clone())
+        return self.disc(x)
+
+
+@pytest.mark.parametrize("std", [0.0, 0.1])
+def test_instance_noise_reaches_every_discriminator_input(std):
+    disc_a, disc_b = _RecordingDisc(), _RecordingDisc()
+    module = CycleGAN(ViTTranslator(**TINY_VIT), ViTTranslator(**TINY_VIT), disc_a, disc_b, instance_noise=std)
+    flat = torch.zeros(3, 32, 32)  # real images without any pixel noise
+    loader = torch.utils.data.DataLoader([{"a": flat, "b": flat}] * 8, batch_size=8)
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, loader)
+    # generator step: the fake; discriminator step: real, then the pooled fake
+    assert len(disc_a.inputs) == len(disc_b.inputs) == 3
+    real_b_seen = disc_b.inputs[1]  # (8, 3, 32, 32)
+    assert real_b_seen.std().item() == pytest.approx(std, abs=0.005)
+    assert real_b_seen.mean().item() == pytest.approx(0.0, abs=0.005)
+    # the fakes too: a new generator maps a flat image to (nearly) itself, so what varies is the noise
+    for fake_seen in (disc_b.inputs[0], disc_b.inputs[2]):
+        assert fake_seen.std().item() == pytest.approx(std, abs=0.01)
+    if std > 0:  # fresh noise for every input, drawn from the step's own generator
+        assert not torch.equal(disc_b.inputs[1], disc_a.inputs[1])
