@@ -143,9 +143,14 @@ class CycleGAN(pl.LightningModule):
                 scheduler.step()
 
     # ---------------------------------------------------------------- training
-    def _step_generator(self) -> torch.Generator:
-        """Randomness of this step (pools, penalty): a function of seed and step, so resuming is exact."""
-        return torch.Generator().manual_seed(self.hparams.seed * 1_000_003 + self.global_step)
+    def _step_generator(self, device: torch.device | str = "cpu", stream: int = 0) -> torch.Generator:
+        """Randomness of this step: a function of seed, step and stream, so resuming is exact.
+
+        Stream 0 (on the CPU) draws the pools and the penalty; stream 1 draws instance noise on the
+        images' own device, so no noise tensor is made on the CPU and copied over.
+        """
+        seed = (self.hparams.seed * 1_000_003 + self.global_step) * 2 + stream
+        return torch.Generator(device).manual_seed(seed)
 
     def train(self, mode: bool = True) -> CycleGAN:
         """As nn.Module.train, but the EMA generators always stay in eval mode (deterministic grids)."""
@@ -193,23 +198,23 @@ class CycleGAN(pl.LightningModule):
         self.log("cycle", g["loss/cycle_a"] + g["loss/cycle_b"], prog_bar=True, logger=False)
 
     def _noisy(self, x: Tensor, rng: torch.Generator) -> Tensor:
-        """`x` plus instance noise of std `instance_noise` (drawn on the CPU, so resuming is exact)."""
+        """`x` plus instance noise of std `instance_noise`; `rng` lives on x's device (stream 1)."""
         std = self.hparams.instance_noise
         if std <= 0:
             return x
-        return x + std * torch.randn(x.shape, generator=rng).to(x)  # (B, 3, H, W)
+        return x + std * torch.randn(x.shape, generator=rng, device=x.device, dtype=x.dtype)  # (B, 3, H, W)
 
     def _generator_step(self, real_a: Tensor, real_b: Tensor) -> tuple[Tensor, dict[str, Tensor], Tensor, Tensor]:
         """Generator objective, Eq. (3): adversarial + lambda * cycle (+ identity). Returns the fakes too."""
         hp = self.hparams
-        rng = self._step_generator()
+        noise_rng = self._step_generator(real_a.device, stream=1)
         fake_b = self.gen_ab(real_a)  # (B, 3, H, W)
         fake_a = self.gen_ba(real_b)  # (B, 3, H, W)
         rec_a = self.gen_ba(fake_b)  # (B, 3, H, W)
         rec_b = self.gen_ab(fake_a)  # (B, 3, H, W)
         g = {
-            "loss/g_adv_ab": self.g_loss_fn(self.disc_b(self._noisy(fake_b, rng))),
-            "loss/g_adv_ba": self.g_loss_fn(self.disc_a(self._noisy(fake_a, rng))),
+            "loss/g_adv_ab": self.g_loss_fn(self.disc_b(self._noisy(fake_b, noise_rng))),
+            "loss/g_adv_ba": self.g_loss_fn(self.disc_a(self._noisy(fake_a, noise_rng))),
             "loss/cycle_a": F.l1_loss(rec_a, real_a),
             "loss/cycle_b": F.l1_loss(rec_b, real_b),
         }
@@ -229,11 +234,12 @@ class CycleGAN(pl.LightningModule):
         rng = self._step_generator()
         pooled_fake_a = self.pool_a.query(fake_a, rng)  # (B, 3, H, W)
         pooled_fake_b = self.pool_b.query(fake_b, rng)  # (B, 3, H, W)
+        noise_rng = self._step_generator(real_a.device, stream=1)
         preds = {
-            "real_a": self.disc_a(self._noisy(real_a, rng)),
-            "fake_a": self.disc_a(self._noisy(pooled_fake_a, rng)),
-            "real_b": self.disc_b(self._noisy(real_b, rng)),
-            "fake_b": self.disc_b(self._noisy(pooled_fake_b, rng)),
+            "real_a": self.disc_a(self._noisy(real_a, noise_rng)),
+            "fake_a": self.disc_a(self._noisy(pooled_fake_a, noise_rng)),
+            "real_b": self.disc_b(self._noisy(real_b, noise_rng)),
+            "fake_b": self.disc_b(self._noisy(pooled_fake_b, noise_rng)),
         }
         d = {
             "loss/d_a": self.d_loss_fn(preds["real_a"], preds["fake_a"]),
