@@ -24,10 +24,10 @@ TINY_GEN = {"class_path": "vitcycle.models.ViTTranslator", "init_args": TINY_VIT
 
 
 @pytest.mark.parametrize(
-    ("config", "lr", "lambda_identity"),
-    [("configs/cycle.yaml", 2e-4, 0.5), ("configs/quickstart.yaml", 4e-4, 0.0)],  # the paper's recipe; the CPU one
+    ("config", "lr", "lambda_cycle", "lambda_identity"),
+    [("configs/cycle.yaml", 2e-4, 10.0, 0.5), ("configs/quickstart.yaml", 6e-4, 5.0, 0.0)],  # the paper's recipe; the CPU one
 )
-def test_print_config_of_shipped_configs(config, lr, lambda_identity, capsys):
+def test_print_config_of_shipped_configs(config, lr, lambda_cycle, lambda_identity, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["fit", "--config", str(ROOT / config), "--print_config"])
     assert exit_info.value.code == 0
@@ -35,7 +35,7 @@ def test_print_config_of_shipped_configs(config, lr, lambda_identity, capsys):
     assert printed["model"]["gen_ab"]["class_path"] == "vitcycle.models.ViTTranslator"
     assert printed["model"]["optimizer_gen"]["init_args"]["lr"] == pytest.approx(lr)
     assert printed["model"]["optimizer_gen"]["init_args"]["betas"] == [0.5, 0.999]
-    assert printed["model"]["lambda_cycle"] == 10.0 and printed["model"]["lambda_identity"] == lambda_identity
+    assert printed["model"]["lambda_cycle"] == lambda_cycle and printed["model"]["lambda_identity"] == lambda_identity
 
 
 def test_cpu_overlay_config_layers_on_cycle_yaml(capsys):
