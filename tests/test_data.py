@@ -216,7 +216,7 @@ def test_find_images_recursive_sorted_case_insensitive(tmp_path, make_images):
     assert rel == ["a/000000.png", "a/X.JPG", "a/y.Jpeg", "b/deep/000000.png", "b/deep/000001.png"]
     assert find_images(found[0]) == [found[0]]
     assert set(IMAGE_EXTENSIONS) == {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
-    with pytest.raises(DataError, match="does not exist"):
+    with pytest.raises(DataError, match=r"nope does not exist \(expected a folder, or a file ending in \.jpg .*\.bmp\)"):
         find_images(tmp_path / "nope")
 
 

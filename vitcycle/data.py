@@ -71,7 +71,7 @@ def find_files(root: str | os.PathLike, extensions: Sequence[str]) -> list[Path]
     if root.is_file():
         return [root] if root.suffix.lower() in extensions else []
     if not root.is_dir():
-        raise DataError(f"{root} does not exist (expected a folder of images or an image file)")
+        raise DataError(f"{root} does not exist (expected a folder, or a file ending in {' '.join(extensions)})")
     found: list[Path] = []
     seen: set[str] = set()
     for folder, dirs, files in os.walk(root, followlinks=True):
