@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 import yaml
 from tiny import TINY_DISC, TINY_VIT, tiny_config
 
@@ -215,13 +216,33 @@ def test_instance_noise_reaches_every_discriminator_input(std):
     trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(module, loader)
-    # generator step: the fake; discriminator step: real, then the pooled fake
-    assert len(disc_a.inputs) == len(disc_b.inputs) == 3
-    real_b_seen = disc_b.inputs[1]  # (8, 3, 32, 32)
+    # generator step: the fake; discriminator step: one batch of the real images, then the pooled fakes
+    assert [len(x) for x in disc_a.inputs] == [len(x) for x in disc_b.inputs] == [8, 16]
+    real_b_seen, pooled_fake_b_seen = disc_b.inputs[1].split(8)  # (8, 3, 32, 32) each
     assert real_b_seen.std().item() == pytest.approx(std, abs=0.005)
     assert real_b_seen.mean().item() == pytest.approx(0.0, abs=0.005)
     # the fakes too: a new generator maps a flat image to (nearly) itself, so what varies is the noise
-    for fake_seen in (disc_b.inputs[0], disc_b.inputs[2]):
+    for fake_seen in (disc_b.inputs[0], pooled_fake_b_seen):
         assert fake_seen.std().item() == pytest.approx(std, abs=0.01)
     if std > 0:  # fresh noise for every input, drawn from the step's own generator
         assert not torch.equal(disc_b.inputs[1], disc_a.inputs[1])
+        assert not torch.equal(real_b_seen, pooled_fake_b_seen)
+
+
+def test_batched_passes_give_the_losses_of_one_pass_per_image_set():
+    """gen_ba and each discriminator see real and fake images in one call; the losses must not change."""
+    from vitcycle.losses import lsgan_d_loss, lsgan_g_loss
+
+    torch.manual_seed(0)
+    gen = {**TINY_VIT, "global_residual": False}  # not the identity at init, so the passes differ
+    module = CycleGAN(ViTTranslator(**gen), ViTTranslator(**gen), PatchDiscriminator(**TINY_DISC),
+                      PatchDiscriminator(**TINY_DISC), pool_size=0)
+    real_a, real_b = torch.rand(2, 3, 3, 32, 32) * 2 - 1  # (3, 3, 32, 32) each
+    with torch.no_grad():
+        _, g, fake_a, fake_b = module._generator_step(real_a, real_b)
+        _, d, _ = module._discriminator_step(real_a, real_b, fake_a, fake_b)
+        assert torch.allclose(fake_a, module.gen_ba(real_b), atol=1e-5)
+        assert g["loss/cycle_a"].item() == pytest.approx(F.l1_loss(module.gen_ba(fake_b), real_a).item(), rel=1e-5)
+        assert g["loss/g_adv_ba"].item() == pytest.approx(lsgan_g_loss(module.disc_a(fake_a)).item(), rel=1e-5)
+        expected_d_b = lsgan_d_loss(module.disc_b(real_b), module.disc_b(fake_b))
+        assert d["loss/d_b"].item() == pytest.approx(expected_d_b.item(), rel=1e-5)

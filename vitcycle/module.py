@@ -20,6 +20,13 @@ Discriminators see fakes from an `ImagePool` of 50 (Sec. 4). Learning rates are 
 `decay_start_epoch` epochs, then fall linearly towards zero over `decay_epochs` (and stay at zero), stepped explicitly
 because Lightning ignores scheduler intervals under manual optimization. EMA copies of both
 generators (`gen_ab_ema`, `gen_ba_ema`) are used for validation, translation and export.
+
+Passes that do not depend on each other share one forward call: `gen_ba` translates real B and
+reconstructs A from fake B in one batch, each discriminator judges its real and fake images in one
+batch. On small batches one call of twice the size costs much less than two calls (about 18% of
+a quickstart step on a CPU). It assumes that the networks treat every image on its own, as
+InstanceNorm, LayerNorm and attention over one image's tokens do; a generator or discriminator
+with BatchNorm would mix real and fake statistics.
 """
 
 from __future__ import annotations
@@ -209,8 +216,8 @@ class CycleGAN(pl.LightningModule):
         hp = self.hparams
         noise_rng = self._step_generator(real_a.device, stream=1)
         fake_b = self.gen_ab(real_a)  # (B, 3, H, W)
-        fake_a = self.gen_ba(real_b)  # (B, 3, H, W)
-        rec_a = self.gen_ba(fake_b)  # (B, 3, H, W)
+        # one gen_ba call translates real B and reconstructs A from fake B (see the module docstring)
+        fake_a, rec_a = self.gen_ba(torch.cat([real_b, fake_b])).split([len(real_b), len(fake_b)])  # (B, 3, H, W) each
         rec_b = self.gen_ab(fake_a)  # (B, 3, H, W)
         g = {
             "loss/g_adv_ab": self.g_loss_fn(self.disc_b(self._noisy(fake_b, noise_rng))),
@@ -235,12 +242,13 @@ class CycleGAN(pl.LightningModule):
         pooled_fake_a = self.pool_a.query(fake_a, rng)  # (B, 3, H, W)
         pooled_fake_b = self.pool_b.query(fake_b, rng)  # (B, 3, H, W)
         noise_rng = self._step_generator(real_a.device, stream=1)
-        preds = {
-            "real_a": self.disc_a(self._noisy(real_a, noise_rng)),
-            "fake_a": self.disc_a(self._noisy(pooled_fake_a, noise_rng)),
-            "real_b": self.disc_b(self._noisy(real_b, noise_rng)),
-            "fake_b": self.disc_b(self._noisy(pooled_fake_b, noise_rng)),
-        }
+        sides = {"a": (self.disc_a, real_a, pooled_fake_a), "b": (self.disc_b, real_b, pooled_fake_b)}
+        preds: dict[str, DiscOutput] = {}
+        for name, (disc, real, fake) in sides.items():
+            pred = disc(self._noisy(torch.cat([real, fake]), noise_rng))  # real, then fake: (2B, 3, H, W) in
+            per_scale = [p.split([len(real), len(fake)]) for p in scales(pred)]  # ((B, 1, h, w), (B, 1, h, w)) each
+            preds[f"real_{name}"] = [real_logits for real_logits, _ in per_scale]
+            preds[f"fake_{name}"] = [fake_logits for _, fake_logits in per_scale]
         d = {
             "loss/d_a": self.d_loss_fn(preds["real_a"], preds["fake_a"]),
             "loss/d_b": self.d_loss_fn(preds["real_b"], preds["fake_b"]),
