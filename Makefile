@@ -30,7 +30,7 @@ lint: install
 
 # Built-in data, a short CPU training, translated validation images, a grid PNG and the paired metric.
 quickstart: install
-	test -f $(SYNTH)/pairs_val.csv || $(VITCYCLE) data synth --out $(SYNTH) --n-train 800 --n-val 100 --size 64 --seed 0
+	test -f $(SYNTH)/pairs_val.csv || $(VITCYCLE) data synth --out $(SYNTH) --n-train 900 --n-val 100 --size 64 --seed 0
 	$(VITCYCLE) fit --config configs/quickstart.yaml \
 		--data.dir_a $(SYNTH)/trainA --data.dir_b $(SYNTH)/trainB --data.val_pairs $(SYNTH)/pairs_val.csv
 	$(VITCYCLE) translate --ckpt $(QS_RUN)/checkpoints/last.ckpt --input $(SYNTH)/valA --output $(QS_RUN)/valA_to_B

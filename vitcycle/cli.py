@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
     synth = data_sub.add_parser("synth", help="write the built-in two-domain data set with hidden pairs")
     synth.add_argument("--out", required=True, help="output folder (trainA, trainB, valA, valB, pairs_val.csv)")
-    synth.add_argument("--n-train", type=int, default=800, help="training images per domain")
+    synth.add_argument("--n-train", type=int, default=900, help="training images per domain")
     synth.add_argument("--n-val", type=int, default=100, help="validation pairs")
     synth.add_argument("--size", type=int, default=64, help="image side in pixels")
     synth.add_argument("--seed", type=int, default=0, help="same seed, same bytes")

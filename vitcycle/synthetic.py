@@ -335,7 +335,7 @@ def _fresh_folder(folder: Path) -> None:
 
 
 def make_synthetic_dataset(
-    out: str | os.PathLike, n_train: int = 800, n_val: int = 100, size: int = 64, seed: int = 0
+    out: str | os.PathLike, n_train: int = 900, n_val: int = 100, size: int = 64, seed: int = 0
 ) -> Path:
     """Write out/trainA, trainB (unpaired), valA, valB (aligned pairs) and out/pairs_val.csv.
 
