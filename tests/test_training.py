@@ -84,6 +84,20 @@ def test_training_logs_losses_checkpoints_and_image_grids(tiny_data, tmp_path):
     assert ckpt["datamodule_hyper_parameters"]["image_size"] == 32
 
 
+def test_bf16_mixed_precision_trains_with_fp32_weights(tiny_data, tmp_path):
+    """`--trainer.precision=bf16-mixed` (autocast on the CPU here): finite losses, fp32 weights and EMA."""
+    cli = cli_main(["fit", "--config", str(tiny_config(tmp_path, tiny_data)), "--trainer.precision=bf16-mixed",
+                    "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=1"])
+    assert cli.trainer.precision == "bf16-mixed"
+    logged = cli.trainer.logged_metrics
+    assert {"loss/gen", "loss/disc", "val/paired_ratio_ab"} <= set(logged)
+    assert torch.isfinite(torch.stack([torch.as_tensor(v).float() for v in logged.values()])).all()
+    state = torch.load(tmp_path / "ckpt/last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    assert state["gen_ab.head_out.weight"].dtype == torch.float32
+    assert state["gen_ab_ema.module.head_out.weight"].dtype == torch.float32
+    assert cli.trainer.global_step == 6  # 3 batches, two optimizer steps each
+
+
 def test_a_few_dozen_steps_lower_the_cycle_loss(tiny_data, tmp_path):
     """Without the identity start (global_residual=False) the cycle loss starts high and must fall."""
     gen = {"class_path": TINY_GEN["class_path"], "init_args": {**TINY_GEN["init_args"], "global_residual": False}}
