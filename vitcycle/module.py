@@ -209,7 +209,7 @@ class CycleGAN(pl.LightningModule):
         std = self.hparams.instance_noise
         if std <= 0:
             return x
-        return x + std * torch.randn(x.shape, generator=rng, device=x.device, dtype=x.dtype)  # (B, 3, H, W)
+        return x + std * torch.randn(x.shape, generator=rng, device=x.device, dtype=x.dtype)  # shape of x
 
     def _generator_step(self, real_a: Tensor, real_b: Tensor) -> tuple[Tensor, dict[str, Tensor], Tensor, Tensor]:
         """Generator objective, Eq. (3): adversarial + lambda * cycle (+ identity). Returns the fakes too."""
