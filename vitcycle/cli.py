@@ -30,6 +30,37 @@ def _cmd_data_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data_split(args: argparse.Namespace) -> int:
+    from vitcycle.splits import make_split
+
+    list_a, list_b = make_split(args.dir_a, args.dir_b, args.out, n_test=args.n_test, seed=args.seed)
+    print(f"held-out test split: {list_a} and {list_b} ({args.n_test} images each, seed {args.seed})")
+    return 0
+
+
+def _cmd_judge_fit(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from vitcycle.judge import JudgeError, fit_judge, save_judge
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:  # refused before any work
+        raise JudgeError(f"--out {out} already exists; keep it, pass --overwrite, or choose another --out")
+    judge, summary = fit_judge(
+        args.dir_a, args.dir_b, holdout=args.holdout, size=args.size, width=args.width, steps=args.steps,
+        batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+    )
+    save_judge(judge, summary, out, overwrite=args.overwrite)
+    acc = summary["val_accuracy"]
+    print(json.dumps(summary["n_train"]), f"training images; {summary['seconds']} s")
+    print(
+        f"judge written to {out}; accuracy on its {summary['n_val']['a']}+{summary['n_val']['b']} validation images: "
+        f"A {acc['a']:.1%}, B {acc['b']:.1%}, neither (made from them) {acc['neither']:.1%}"
+    )
+    return 0
+
+
 def _cmd_translate(args: argparse.Namespace) -> int:
     from vitcycle.data import read_image
     from vitcycle.inference import PathTranslator, Translator, one_line_warnings, plan_translation
@@ -80,10 +111,16 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             kid_subset_size=args.kid_subset_size,
             size=args.size,
             use_ema=not args.no_ema,
-            fid_kid=not args.paired_only,
+            fid_kid=not args.no_fid_kid,
             grid=args.grid,
+            judge=args.judge,
         )
-    print(format_report(report))
+    if not args.no_fid_kid or report["identity"]["n"]:  # FID/KID or paired metrics were computed
+        print(format_report(report))
+    if "domain" in report:
+        from vitcycle.domain_score import format_domain_table
+
+        print(format_domain_table(report))
     print(f"paired metrics: {report['settings']['paired_ranges']}; report written to {write_report(report, out)}")
     return 0
 
@@ -130,6 +167,29 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--size", type=int, default=64, help="image side in pixels")
     synth.add_argument("--seed", type=int, default=0, help="same seed, same bytes")
     synth.set_defaults(func=_cmd_data_synth)
+    split = data_sub.add_parser("split", help="hold out a fixed, seeded test split of two folders (file lists)")
+    split.add_argument("--dir-a", required=True, help="folder of domain-A images")
+    split.add_argument("--dir-b", required=True, help="folder of domain-B images")
+    split.add_argument("--out", required=True, help="folder for test_a.txt and test_b.txt")
+    split.add_argument("--n-test", type=int, default=200, help="held-out images per domain")
+    split.add_argument("--seed", type=int, default=0, help="same seed and folders, same split")
+    split.set_defaults(func=_cmd_data_split)
+
+    judge = sub.add_parser("judge", help="the domain judge of the offline real-data score")
+    judge_sub = judge.add_subparsers(dest="judge_command", metavar="JUDGE_COMMAND", required=True)
+    jf = judge_sub.add_parser("fit", help="train a judge (A / B / neither) from scratch on two folders")
+    jf.add_argument("--dir-a", required=True, help="folder of domain-A training images")
+    jf.add_argument("--dir-b", required=True, help="folder of domain-B training images")
+    jf.add_argument("--out", required=True, help="judge file to write (e.g. judge.pt)")
+    jf.add_argument("--holdout", nargs="*", default=[], metavar="LIST", help="file lists never trained on (test_a.txt test_b.txt)")
+    jf.add_argument("--size", type=int, default=64, help="side every judged image is resized to (power of two)")
+    jf.add_argument("--width", type=int, default=32, help="channels of the first conv stage")
+    jf.add_argument("--steps", type=int, default=1200, help="training steps")
+    jf.add_argument("--batch-size", type=int, default=32, help="images per class and step")
+    jf.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate")
+    jf.add_argument("--seed", type=int, default=0, help="same seed, same judge (on the same machine)")
+    jf.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    jf.set_defaults(func=_cmd_judge_fit)
 
     tr = sub.add_parser("translate", help="translate images, folders or videos with a checkpoint")
     tr.add_argument("--ckpt", required=True, help="checkpoint (.ckpt) written by `vitcycle fit`")
@@ -150,8 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="FID/KID of both directions and paired metrics of a checkpoint")
     ev.add_argument("--ckpt", required=True, help="checkpoint (.ckpt) written by `vitcycle fit`")
-    ev.add_argument("--test-a", required=True, help="folder of domain-A test images (recursive)")
-    ev.add_argument("--test-b", required=True, help="folder of domain-B test images (recursive)")
+    ev.add_argument("--test-a", required=True, help="folder of domain-A test images (recursive), or a .txt file list")
+    ev.add_argument("--test-b", required=True, help="folder of domain-B test images (recursive), or a .txt file list")
     ev.add_argument("--pairs", default=None, help="CSV a,b of aligned pairs (default: pairs_val.csv beside the test folders)")
     ev.add_argument("--out", default=None, help="JSON report (default: <ckpt>.eval.json beside the checkpoint)")
     ev.add_argument("--inception-weights", default=None, help="local weights-inception-2015-12-05-6726825d.pth (offline)")
@@ -160,8 +220,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--kid-subset-size", type=int, default=1000, help="KID subset size (capped at the set size)")
     ev.add_argument("--size", type=int, default=None, help="processing size (default: training size)")
     ev.add_argument("--no-ema", action="store_true", help="use the raw generator weights instead of the EMA ones")
-    ev.add_argument("--paired-only", action="store_true", help="skip FID/KID (no Inception weights needed): paired metrics only")
-    ev.add_argument("--grid", default=None, metavar="PNG", help="also write a PNG of paired samples: input | translation | target")
+    ev.add_argument(
+        "--no-fid-kid", "--paired-only", dest="no_fid_kid", action="store_true",
+        help="skip FID/KID (no Inception weights needed): paired metrics and/or the domain score only",
+    )
+    ev.add_argument("--judge", default=None, metavar="FILE", help="judge of `vitcycle judge fit`: adds the domain score and baselines")
+    ev.add_argument(
+        "--grid", default=None, metavar="PNG",
+        help="also write a PNG of samples: input | translation | target (paired) or | reconstruction (unpaired)",
+    )
     ev.set_defaults(func=_cmd_eval)
 
     ex = sub.add_parser("export", help="export a generator to ONNX or TorchScript, checked against PyTorch")

@@ -53,11 +53,46 @@ class ImageReadError(DataError):
 
 
 def find_images(root: str | os.PathLike) -> list[Path]:
-    """All images under `root`, recursively and sorted; `root` itself if it is an image file.
+    """All images under `root`, recursively and sorted; `root` itself if it is an image file; the
+    files it lists if it is a file list (.txt, as `vitcycle data split` writes; see `read_file_list`).
 
     An image is a file whose name ends in one of IMAGE_EXTENSIONS (any case); see `find_files`.
     """
+    if Path(root).suffix.lower() == FILE_LIST_SUFFIX and Path(root).is_file():
+        return read_file_list(root)
     return find_files(root, IMAGE_EXTENSIONS)
+
+
+FILE_LIST_SUFFIX = ".txt"
+"""A file list: one image path per line, relative to the list's folder unless absolute."""
+
+
+def read_file_list(path: str | os.PathLike) -> list[Path]:
+    """The images listed in a .txt file, one per line (blank lines and "#" comments ignored).
+
+    Raises DataError if the list is missing or empty, or names a file that does not exist.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DataError(f"file list {path} does not exist (expected a .txt file with one image path per line)")
+    lines = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()]
+    files = [path.parent / line for line in lines if line and not line.startswith("#")]
+    if not files:
+        raise DataError(f"file list {path} lists no images")
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise DataError(f"file list {path} names missing files: {', '.join(missing[:3])}{more}")
+    return files
+
+
+def write_file_list(files: Sequence[str | os.PathLike], path: str | os.PathLike) -> Path:
+    """Write `files` as a file list (paths relative to the list's folder), readable by `read_file_list`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [os.path.relpath(Path(f).resolve(), path.parent.resolve()) for f in files]
+    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    return path
 
 
 def find_files(root: str | os.PathLike, extensions: Sequence[str]) -> list[Path]:
@@ -565,6 +600,8 @@ class UnpairedImageDataModule(pl.LightningDataModule):
         color_jitter: strength of random brightness/contrast/saturation (and a quarter of it hue)
             changes in training; 0 disables.
         seed: seeds the split, the shuffling, the pairing and the augmentations.
+        exclude: file lists (.txt, e.g. the test split of `vitcycle data split`) whose images are
+            never trained or validated on: a held-out test set stays held out.
         on_bad_image: "skip" unreadable files with a warning (the next file takes their place)
             or "raise" an ImageReadError.
     """
@@ -584,6 +621,7 @@ class UnpairedImageDataModule(pl.LightningDataModule):
         hflip: bool = True,
         color_jitter: float = 0.0,
         seed: int = 0,
+        exclude: list[str] | None = None,
         on_bad_image: Literal["skip", "raise"] = "skip",
     ):
         super().__init__()
@@ -612,6 +650,7 @@ class UnpairedImageDataModule(pl.LightningDataModule):
         self.hflip = hflip
         self.color_jitter = color_jitter
         self.seed = seed
+        self.exclude = list(exclude or [])
         self.on_bad_image = on_bad_image
         self.train_set: UnpairedImageFolder | None = None
         self.val_set: UnpairedImageFolder | None = None
@@ -622,6 +661,12 @@ class UnpairedImageDataModule(pl.LightningDataModule):
             return
         files_a = _list_folder(self.dir_a, "dir_a")
         files_b = _list_folder(self.dir_b, "dir_b")
+        if self.exclude:
+            held_out = {f.resolve() for listed in self.exclude for f in read_file_list(listed)}
+            files_a = [f for f in files_a if f.resolve() not in held_out]
+            files_b = [f for f in files_b if f.resolve() not in held_out]
+            if not files_a or not files_b:
+                raise DataError(f"exclude: {', '.join(self.exclude)} lists every training image of A or B")
         val_a: list[Path] = []
         val_b: list[Path] = []
         if self.val_pairs is not None:

@@ -26,7 +26,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -83,26 +83,37 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
+def safe_load(path: str | os.PathLike, what: str = "checkpoint", hint: str = "pass the .ckpt file written by `vitcycle fit`") -> Any:
+    """`torch.load` with `weights_only=True`: the project's one way to read a saved file, so a
+    stranger's file can never run code. Errors name the file (`what` it should be, `hint` the fix).
+
+    Raises:
+        CheckpointError: missing, truncated, foreign or code-carrying file.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        state = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise CheckpointError(f"{what} {path} {state}; {hint}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - every unreadable file becomes one message naming it
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if "weights only load failed" in str(err).lower():
+            reason = (
+                f"it holds Python objects other than tensors and plain containers, which a {what} of "
+                "vitcycle never does; refusing to unpickle it (weights_only=True)"
+            )
+        raise CheckpointError(f"cannot read {what} {path}: {reason} (truncated, corrupt or not a PyTorch file?)") from None
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Read a CycleGAN checkpoint safely (`weights_only=True`) and check its structure.
+    """Read a CycleGAN checkpoint safely (`safe_load`) and check its structure.
 
     Raises:
         CheckpointError: missing, truncated or foreign file; the message names it.
     """
     path = Path(path).expanduser()
-    if not path.is_file():
-        what = "is a folder, not a file" if path.is_dir() else "does not exist"
-        raise CheckpointError(f"checkpoint {path} {what}; pass the .ckpt file written by `vitcycle fit`")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - every unreadable file becomes one message naming it
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        if "weights only load failed" in str(err).lower():
-            reason = (
-                "it holds Python objects other than tensors and plain containers, which a checkpoint of "
-                "`vitcycle fit` never does; refusing to unpickle it (weights_only=True)"
-            )
-        raise CheckpointError(f"cannot read checkpoint {path}: {reason} (truncated, corrupt or not a PyTorch file?)") from None
+    ckpt = safe_load(path)
     hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, Mapping) else None
     if not isinstance(hparams, Mapping) or not isinstance(ckpt.get("state_dict"), Mapping):
         raise CheckpointError(

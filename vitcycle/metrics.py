@@ -279,12 +279,15 @@ def run_eval(
     fid_kid: bool = True,
     grid: str | os.PathLike | None = None,
     grid_rows: int = 8,
+    judge: str | os.PathLike | None = None,
 ) -> dict:
-    """Translate test A -> B and test B -> A with a checkpoint; FID/KID per direction, paired metrics.
+    """Translate test A -> B and test B -> A with a checkpoint; FID/KID per direction, paired metrics,
+    and with a judge the domain score (`vitcycle.domain_score`) of the model and of baselines.
 
     Args:
         ckpt: CycleGAN checkpoint (through `Translator.from_checkpoint`).
-        test_a: folder of domain-A test images (searched recursively); test_b likewise.
+        test_a: folder of domain-A test images (searched recursively) or a file list (.txt, as
+            `vitcycle data split` writes); test_b likewise.
         pairs: CSV manifest `a,b` of aligned pairs (b is what a should become); None looks for
             `pairs_val.csv` beside the two folders.
         feature_extractor: module mapping uint8 (N, 3, H, W) -> (N, d); default Inception.
@@ -295,15 +298,19 @@ def run_eval(
         size: processing size (default: the checkpoint's training size).
         use_ema: use the EMA generators (default), else the raw ones.
         fid_kid: compute FID and KID; False gives the paired metrics alone (no Inception weights needed).
-        grid: write a PNG of the first `grid_rows` paired test images of each direction, one row
-            each: input | translation | true target.
+        grid: write a PNG of the first `grid_rows` test images of each direction, one row each:
+            input | translation | true target (paired data) or input | translation | reconstruction.
         grid_rows: rows per direction in `grid`.
+        judge: a judge file of `vitcycle judge fit`: adds the domain score, the baselines and the
+            judge's accuracy on the real test images.
 
     Returns:
-        The report: per direction FID, KID, the paired metrics; the identity baseline; settings.
+        The report: per direction FID, KID, the paired metrics; the identity baseline; with a
+        judge "domain" (per direction and method) and "judge_accuracy"; settings.
     """
     from vitcycle.data import DataError, find_images, read_pairs_manifest
     from vitcycle.inference import Translator, batched, resolve_device
+    from vitcycle.judge import arrays_to_tensor, load_judge
 
     if batch_size < 1:
         raise VitcycleError(f"--batch-size {batch_size} must be at least 1")
@@ -312,11 +319,11 @@ def run_eval(
     folders = {}
     for flag, folder in (("--test-a", test_a), ("--test-b", test_b)):
         path = Path(folder).expanduser()
-        if not path.is_dir():
-            raise DataError(f"{flag} {path} is not a folder of images")
+        if not path.is_dir() and not (path.is_file() and path.suffix.lower() == ".txt"):
+            raise DataError(f"{flag} {path} is not a folder of images or a .txt file list")
         files = find_images(path)
         if len(files) < 2:
-            raise DataError(f"{flag} {path} has {len(files)} images; FID/KID need at least 2")
+            raise DataError(f"{flag} {path} has {len(files)} images; eval needs at least 2")
         folders[flag] = files
     files_a, files_b = folders["--test-a"], folders["--test-b"]
     test_a, test_b = Path(test_a).expanduser(), Path(test_b).expanduser()
@@ -326,8 +333,12 @@ def run_eval(
         a_list, b_list = read_pairs_manifest(pairs_path)
         pair_b_of = {a.resolve(): b for a, b in zip(a_list, b_list, strict=True)}
     pair_a_of = {b.resolve(): a for a, b in pair_b_of.items()}
-    if not fid_kid and not pair_b_of:
-        raise DataError("--paired-only needs aligned pairs: pass --pairs CSV (or keep pairs_val.csv beside the test folders)")
+    if not fid_kid and not pair_b_of and judge is None:
+        raise DataError(
+            "--no-fid-kid leaves nothing to report: pass --judge FILE (domain score), or --pairs CSV "
+            "(or keep pairs_val.csv beside the test folders)"
+        )
+    judge_net = load_judge(judge) if judge is not None else None
 
     dev = resolve_device(device)
     extractor = None
@@ -335,10 +346,15 @@ def run_eval(
         extractor = feature_extractor if feature_extractor is not None else load_inception(inception_weights)
         extractor = extractor.to(dev).eval()
     gen_ab, gen_ba = Translator.pair_from_checkpoint(ckpt, use_ema=use_ema, device=dev)
+    if judge_net is not None:
+        judge_net.to(dev)
+    # with a judge: inputs, translations, reconstructions and cartoons at the judge's size, per source domain
+    judged: dict[str, dict[str, list[Tensor]]] = {side: {} for side in ("a", "b")}
+    unpaired_rows = {"a": 0, "b": 0}
 
     skipped: list[str] = []
     report: dict = {}
-    grid_triples: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (input, translation, target)
+    grid_triples: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (input, translation, target or reconstruction)
     identity = PairedMetrics()
     n_read = {"a": 0, "b": 0}  # images read (and translated) per domain
     real_feats: dict[str, list[Tensor]] = {"a": [], "b": []}
@@ -353,6 +369,18 @@ def run_eval(
             reals = [img for _, img in loaded]
             n_read[src] += len(reals)
             fakes = translator.translate_batch(reals, size=size)
+            if judge_net is not None or (grid is not None and not pair_b_of):
+                reverse = gen_ba if src == "a" else gen_ab
+                recs = reverse.translate_batch(fakes, size=size)
+                if grid is not None and not pair_b_of:  # unpaired rows: input | translation | reconstruction
+                    rows = list(zip(reals, fakes, recs, strict=True))[: grid_rows - unpaired_rows[src]]
+                    grid_triples += rows
+                    unpaired_rows[src] += len(rows)
+                if judge_net is not None:
+                    from vitcycle.domain_score import cartoon
+
+                    for key, imgs in (("input", reals), ("fake", fakes), ("rec", recs), ("cartoon", [cartoon(r) for r in reals])):
+                        judged[src].setdefault(key, []).append(arrays_to_tensor(imgs, judge_net.size))
             if extractor is not None:
                 real_feats[src].append(extract_features(_uint8_batch(reals), extractor, batch_size))
                 fake_feats[dst].append(extract_features(_uint8_batch(fakes), extractor, batch_size))
@@ -375,6 +403,8 @@ def run_eval(
         entry["n_real"] = n_read[dst]
         entry.update(fid_kid_from_features(real, fake, kid_subset_size=kid_subset_size))  # NaN without features
     report["identity"] = identity.compute()
+    if judge_net is not None:
+        report.update(_domain_report(judge_net, {side: {k: torch.cat(v) for k, v in parts.items()} for side, parts in judged.items()}))
     report["settings"] = {
         "checkpoint": str(ckpt),
         "test_a": str(test_a),
@@ -387,10 +417,40 @@ def run_eval(
         ),
         "paired_ranges": PAIRED_RANGES,
         "kid_subset_size": kid_subset_size,
+        "judge": str(judge) if judge is not None else None,
     }
     report["skipped"] = skipped
     if grid is not None and grid_triples:
         report["settings"]["grid"] = str(write_grid(grid_triples, grid))
+    return report
+
+
+def _domain_report(judge: nn.Module, judged: dict[str, dict[str, Tensor]]) -> dict:
+    """Domain scores of the model and the baselines per direction, and the judge's accuracy.
+
+    `judged[src]` holds "input", "fake", "rec", "cartoon": (N, 3, S, S) tensors in [-1, 1].
+    """
+    from vitcycle.domain_score import DomainScore, judge_batch
+    from vitcycle.judge import A, B
+
+    label = {"a": A, "b": B}
+    report: dict = {"domain": {}, "judge_accuracy": {}}
+    for src, dst in (("a", "b"), ("b", "a")):
+        x = judged[src]
+        if not x:
+            continue
+        inputs = x["input"]  # (N, 3, S, S)
+        other = judged[dst]["input"]  # real images of the target domain
+        others = other[torch.arange(len(inputs)) % len(other)]  # (N, 3, S, S), cycled
+        rows = {}
+        for method, outputs, recs in (("model", x["fake"], x["rec"]), ("identity", inputs, None),
+                                      ("cartoon", x["cartoon"], None), ("other_domain", others, None)):
+            score = DomainScore(label[dst])
+            score.update(judge_batch(judge, outputs), inputs, outputs, recs)
+            rows[method] = score.compute()
+        report["domain"][f"{src}2{dst}"] = rows
+        correct = int((judge_batch(judge, inputs).argmax(1) == label[src]).sum())
+        report["judge_accuracy"][src] = {"accuracy": correct / len(inputs), "n_correct": correct, "n": len(inputs)}
     return report
 
 

@@ -40,7 +40,9 @@ from torch.optim.swa_utils import AveragedModel
 from torchmetrics import MeanMetric
 
 from vitcycle.errors import VitcycleError
+from vitcycle.domain_score import layout_ssim
 from vitcycle.image_pool import ImagePool
+from vitcycle.judge import A, B, NEITHER, load_judge
 from vitcycle.losses import GAN_LOSSES, DiscOutput, GanLossName, gradient_penalty, scales
 
 
@@ -84,6 +86,8 @@ class CycleGAN(pl.LightningModule):
         gan_loss: adversarial loss, "lsgan" (paper default), "hinge" or "vanilla".
         lambda_cycle: weight of the cycle L1 loss (paper: 10).
         lambda_identity: weight of the identity L1 loss relative to `lambda_cycle` (paper: 0.5).
+        identity_fade_steps: if > 0, the identity weight falls linearly from `lambda_identity` to 0
+            over this many batches (it keeps a new generator near the input early, then lets go).
         lambda_gp: weight of the discriminator gradient penalty; 0 disables it.
         gp_center: target gradient norm of the penalty (1: WGAN-GP, 0: zero-centred).
         pool_size: size of each fake-image history pool; 0 disables the pools.
@@ -92,7 +96,11 @@ class CycleGAN(pl.LightningModule):
         ema_decay: decay of the generators' exponential moving average.
         decay_start_epoch: epochs at the initial learning rate before the linear decay.
         decay_epochs: epochs of linear decay to zero (paper: 100 + 100).
+        warmup_steps: if > 0, both learning rates rise linearly from 0 over this many batches.
         seed: seed of the image pools' draws (a function of seed and step, so resuming is exact).
+        judge: a judge file of `vitcycle judge fit`; validation then logs the domain score of the
+            EMA translations (`val/domain_ab`: share judged as the target domain, `val/neither_ab`,
+            `val/layout_ssim_ab`, and b->a alike) and the judge's accuracy on the real images.
     """
 
     def __init__(
@@ -106,6 +114,7 @@ class CycleGAN(pl.LightningModule):
         gan_loss: GanLossName = "lsgan",
         lambda_cycle: float = 10.0,
         lambda_identity: float = 0.5,
+        identity_fade_steps: int = 0,
         lambda_gp: float = 0.0,
         gp_center: float = 1.0,
         pool_size: int = 50,
@@ -113,11 +122,15 @@ class CycleGAN(pl.LightningModule):
         ema_decay: float = 0.999,
         decay_start_epoch: int = 100,
         decay_epochs: int = 100,
+        warmup_steps: int = 0,
         seed: int = 0,
+        judge: str | None = None,
     ) -> None:
         super().__init__()
         if decay_start_epoch < 0 or decay_epochs < 0:
             raise VitcycleError(f"decay_start_epoch ({decay_start_epoch}) and decay_epochs ({decay_epochs}) must be >= 0")
+        if identity_fade_steps < 0 or warmup_steps < 0:
+            raise VitcycleError(f"identity_fade_steps ({identity_fade_steps}) and warmup_steps ({warmup_steps}) must be >= 0")
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.gen_ab, self.gen_ba = gen_ab, gen_ba
@@ -127,9 +140,13 @@ class CycleGAN(pl.LightningModule):
         self.optimizer_gen, self.optimizer_disc = optimizer_gen, optimizer_disc
         self.d_loss_fn, self.g_loss_fn = GAN_LOSSES[gan_loss]
         # Validation means, synchronised across DDP ranks by torchmetrics.
-        self.val_means = nn.ModuleDict(
-            {name: MeanMetric() for name in ("cycle_l1", "paired_l1_ab", "paired_l1_ba", "identity_l1")}
-        )
+        names = ["cycle_l1", "paired_l1_ab", "paired_l1_ba", "identity_l1"]
+        if judge is not None:
+            names += [f"{m}_{d}" for m in ("domain", "neither", "layout_ssim") for d in ("ab", "ba")]
+            names += ["judge_acc_a", "judge_acc_b"]
+        self.val_means = nn.ModuleDict({name: MeanMetric() for name in names})
+        # The judge is loaded once (it never trains, and stays out of this module's checkpoint).
+        self._judge = [load_judge(judge)] if judge is not None else []
 
     # ---------------------------------------------------------------- optimizers and schedule
     def configure_optimizers(self):
@@ -142,6 +159,28 @@ class CycleGAN(pl.LightningModule):
 
         schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, linear_decay) for opt in (opt_gen, opt_disc)]
         return [opt_gen, opt_disc], schedulers
+
+    @property
+    def batches_seen(self) -> int:
+        """Training batches so far (Lightning's global_step counts both optimizers' steps)."""
+        return self.global_step // 2
+
+    def _warm_up(self, optimizers: list[torch.optim.Optimizer]) -> None:
+        """Scale the scheduled learning rates by min(1, (batch + 1) / warmup_steps)."""
+        steps = self.hparams.warmup_steps
+        if steps <= 0 or self.batches_seen > steps:
+            return
+        scale = min(1.0, (self.batches_seen + 1) / steps)
+        for opt, scheduler in zip(optimizers, self.lr_schedulers(), strict=True):
+            for group, lr in zip(opt.param_groups, scheduler.get_last_lr(), strict=True):
+                group["lr"] = lr * scale
+
+    def identity_weight(self) -> float:
+        """The identity loss weight of this batch, relative to lambda_cycle (faded out if asked)."""
+        hp = self.hparams
+        if hp.identity_fade_steps <= 0:
+            return hp.lambda_identity
+        return hp.lambda_identity * max(0.0, 1.0 - self.batches_seen / hp.identity_fade_steps)
 
     def on_train_epoch_start(self) -> None:
         # Step to the current epoch: also right after a resume, whenever the checkpoint was written.
@@ -179,6 +218,7 @@ class CycleGAN(pl.LightningModule):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         real_a, real_b = batch["a"], batch["b"]  # (B, 3, H, W) each, in [-1, 1]
         opt_gen, opt_disc = self.optimizers()
+        self._warm_up([opt_gen, opt_disc])
 
         # Generators: fakes are computed once and reused (detached) for the discriminators.
         with self.toggled_optimizer(opt_gen):
@@ -226,10 +266,11 @@ class CycleGAN(pl.LightningModule):
             "loss/cycle_b": F.l1_loss(rec_b, real_b),
         }
         loss = g["loss/g_adv_ab"] + g["loss/g_adv_ba"] + hp.lambda_cycle * (g["loss/cycle_a"] + g["loss/cycle_b"])
-        if hp.lambda_identity > 0:
+        lambda_identity = self.identity_weight()
+        if lambda_identity > 0:
             g["loss/idt_a"] = F.l1_loss(self.gen_ba(real_a), real_a)
             g["loss/idt_b"] = F.l1_loss(self.gen_ab(real_b), real_b)
-            loss = loss + hp.lambda_identity * hp.lambda_cycle * (g["loss/idt_a"] + g["loss/idt_b"])
+            loss = loss + lambda_identity * hp.lambda_cycle * (g["loss/idt_a"] + g["loss/idt_b"])
         g["loss/gen"] = loss
         return loss, g, fake_a, fake_b
 
@@ -278,6 +319,21 @@ class CycleGAN(pl.LightningModule):
             self.val_means["paired_l1_ab"].update(F.l1_loss(out["fake_b"], real_b), n)
             self.val_means["paired_l1_ba"].update(F.l1_loss(out["fake_a"], real_a), n)
             self.val_means["identity_l1"].update(F.l1_loss(real_a, real_b), n)
+        if self._judge:
+            self._update_domain_score(real_a, real_b, out, n)
+
+    def _update_domain_score(self, real_a: Tensor, real_b: Tensor, out: dict[str, Tensor], n: int) -> None:
+        """Judge verdicts on the translations and the real images, and the layout SSIM, of one batch."""
+        judge = self._judge[0].to(real_a.device)
+        verdicts = judge.predict(torch.cat([out["fake_b"], out["fake_a"], real_a, real_b]).float()).argmax(1)
+        fake_b_says, fake_a_says, real_a_says, real_b_says = verdicts.split(n)  # (B,) each
+        for d, says, target in (("ab", fake_b_says, B), ("ba", fake_a_says, A)):
+            self.val_means[f"domain_{d}"].update((says == target).float().mean(), n)
+            self.val_means[f"neither_{d}"].update((says == NEITHER).float().mean(), n)
+        self.val_means["layout_ssim_ab"].update(layout_ssim(real_a, out["fake_b"]).mean(), n)
+        self.val_means["layout_ssim_ba"].update(layout_ssim(real_b, out["fake_a"]).mean(), n)
+        self.val_means["judge_acc_a"].update((real_a_says == A).float().mean(), n)
+        self.val_means["judge_acc_b"].update((real_b_says == B).float().mean(), n)
 
     def on_validation_epoch_end(self) -> None:
         means = {name: metric.compute() for name, metric in self.val_means.items() if metric.update_called}

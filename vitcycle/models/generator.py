@@ -184,6 +184,8 @@ class ViTTranslator(nn.Module):
         head_dim: channels of the image head at the token-grid scale; halved at every 2x upsampling,
             so the full-resolution convs are thin (head_dim // 16 channels for patch 16).
         global_residual: output tanh(head + atanh(0.95 x)) instead of tanh(head).
+        head_min_channels: least number of channels of any head stage, so that the convolutional
+            path at full, 1/2 and 1/4 resolution can be made wider than head_dim's halvings give.
     """
 
     def __init__(
@@ -205,6 +207,7 @@ class ViTTranslator(nn.Module):
         style_depth: int = 4,
         head_dim: int = 256,
         global_residual: bool = True,
+        head_min_channels: int = 8,
     ) -> None:
         super().__init__()
         self.global_residual = global_residual
@@ -272,7 +275,7 @@ class ViTTranslator(nn.Module):
         # stage k works at 1 / 2**k of the input; stage `num_stages` is the token grid (1/p)
         self.num_stages = math.ceil(math.log2(max(self.patch_size)))
         S = self.num_stages
-        ch = [max(head_dim >> (S - k), 8) for k in range(S + 1)]
+        ch = [max(head_dim >> (S - k), head_min_channels) for k in range(S + 1)]
         self.head_channels = ch
         # token level j (0 = decoder output, 1.. = encoder depths from deep to shallow) -> stage
         self.level_stage = [max(S - j, 2) for j in range(len(indices))]

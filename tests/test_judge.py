@@ -1,0 +1,206 @@
+"""The domain judge, its "neither" images, the held-out split, and the domain score in eval and validation."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tiny import tiny_config
+
+from vitcycle.cli import cli_main, main
+from vitcycle.data import DataError, UnpairedImageDataModule, find_images, read_file_list, read_image
+from vitcycle.domain_score import layout_ssim
+from vitcycle.inference import CheckpointError
+from vitcycle.judge import (
+    A,
+    B,
+    NEITHER,
+    JudgeError,
+    arrays_to_tensor,
+    blend,
+    fit_judge,
+    load_judge,
+    patch_shuffle,
+    pixelate,
+    save_judge,
+    swap_channels,
+)
+from vitcycle.splits import make_split
+from vitcycle.synthetic import make_synthetic_dataset
+
+JUDGE_ARGS = {"size": 32, "width": 16, "steps": 150, "batch_size": 16, "log_every": 0}
+
+
+@pytest.fixture(scope="session")
+def judge_data(tmp_path_factory) -> Path:
+    """The built-in data at 32 px with enough faces for a judge: 150 per domain, 30 held-out pairs."""
+    out = tmp_path_factory.mktemp("judge_data")
+    make_synthetic_dataset(out, n_train=150, n_val=30, size=32, seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def judge_file(judge_data, tmp_path_factory) -> Path:
+    judge, summary = fit_judge(judge_data / "trainA", judge_data / "trainB", seed=0, **JUDGE_ARGS)
+    return save_judge(judge, summary, tmp_path_factory.mktemp("judge") / "judge.pt")
+
+
+def _folder(path: Path) -> torch.Tensor:
+    return arrays_to_tensor([read_image(f) for f in find_images(path)], 32)  # (N, 3, 32, 32)
+
+
+def test_judge_calls_true_targets_the_target_domain_and_the_inputs_not(judge_data, judge_file):
+    """On the built-in data's held-out pairs: the true anime faces score near 100% as B, the photos
+    themselves (an identity generator's output) near 0%, and photos are called A."""
+    judge = load_judge(judge_file)
+    verdict_a = judge.predict(_folder(judge_data / "valA")).argmax(1)  # (30,)
+    verdict_b = judge.predict(_folder(judge_data / "valB")).argmax(1)
+    assert (verdict_b == B).float().mean() >= 0.9
+    assert (verdict_a == B).float().mean() <= 0.05
+    assert (verdict_a == A).float().mean() >= 0.85
+
+
+def test_judge_training_is_deterministic_for_a_seed(judge_data, judge_file):
+    again, _ = fit_judge(judge_data / "trainA", judge_data / "trainB", seed=0, **JUDGE_ARGS)
+    saved = load_judge(judge_file).state_dict()
+    assert all(torch.equal(v, saved[k]) for k, v in again.state_dict().items())
+
+
+def test_neither_images_are_what_they_say():
+    rng = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 3, 32, 32, generator=rng) * 2 - 1
+    y = torch.rand(4, 3, 32, 32, generator=rng) * 2 - 1
+    shuffled = patch_shuffle(x, rng)
+    assert not torch.equal(shuffled, x)
+    assert torch.equal(shuffled.flatten(1).sort(dim=1).values, x.flatten(1).sort(dim=1).values)  # same pixels, moved
+    blocks = pixelate(x, rng)
+    assert torch.equal(blocks[..., ::4, ::4].repeat_interleave(4, -1).repeat_interleave(4, -2), blocks)
+    swapped = swap_channels(x, rng)
+    for img, out in zip(x, swapped, strict=True):
+        order = [next(c for c in range(3) if torch.equal(out[k], img[c])) for k in range(3)]
+        assert sorted(order) == [0, 1, 2] and order != [0, 1, 2]
+    mixed = blend(x, y, rng)
+    alpha = ((mixed - y) / (x - y)).flatten(1).median(dim=1).values
+    assert ((alpha > 0.34) & (alpha < 0.66)).all()
+
+
+def test_judge_file_round_trip_refuses_overwrite_and_foreign_files(judge_file, tmp_path):
+    judge = load_judge(judge_file)
+    x = torch.rand(5, 3, 48, 48) * 2 - 1  # any size: resized to the judge's 32 px
+    assert torch.allclose(judge.predict(x), load_judge(judge_file).predict(x))
+    assert judge.predict(x).shape == (5, 3)
+    with pytest.raises(JudgeError, match="already exists"):
+        save_judge(judge, {}, judge_file)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(JudgeError, match="not a judge file"):
+        load_judge(foreign)
+    code = tmp_path / "code.pt"
+    torch.save({"format": "vitcycle-judge", "x": Path("/")}, code)  # a pickled object, not plain data
+    with pytest.raises(CheckpointError, match="refusing to unpickle"):
+        load_judge(code)
+
+
+def test_cli_judge_fit_refuses_an_existing_out_before_any_work(judge_data, judge_file, capsys):
+    before = judge_file.read_bytes()
+    code = main(["judge", "fit", "--dir-a", str(judge_data / "trainA"), "--dir-b", str(judge_data / "trainB"),
+                 "--out", str(judge_file)])
+    assert code == 2
+    assert f"--out {judge_file} already exists" in capsys.readouterr().err
+    assert judge_file.read_bytes() == before
+
+
+def test_split_is_fixed_by_the_seed_and_never_overwritten(judge_data, tmp_path):
+    list_a, list_b = make_split(judge_data / "trainA", judge_data / "trainB", tmp_path / "split", n_test=20, seed=3)
+    held_a, held_b = read_file_list(list_a), read_file_list(list_b)
+    assert len(held_a) == len(held_b) == 20 and all(f.parent.name == "trainA" for f in held_a)
+    again = make_split(judge_data / "trainA", judge_data / "trainB", tmp_path / "again", n_test=20, seed=3)
+    assert read_file_list(again[0]) != [] and [f.name for f in read_file_list(again[0])] == [f.name for f in held_a]
+    assert make_split(judge_data / "trainA", judge_data / "trainB", tmp_path / "split", n_test=20, seed=3) == (list_a, list_b)
+    with pytest.raises(DataError, match="already holds a different split"):
+        make_split(judge_data / "trainA", judge_data / "trainB", tmp_path / "split", n_test=20, seed=4)
+    assert [f.name for f in read_file_list(list_a)] == [f.name for f in held_a]  # kept
+
+
+def test_excluded_files_are_never_trained_or_validated_on(judge_data, tmp_path):
+    lists = make_split(judge_data / "trainA", judge_data / "trainB", tmp_path / "split", n_test=20, seed=0)
+    dm = UnpairedImageDataModule(str(judge_data / "trainA"), str(judge_data / "trainB"), image_size=32,
+                                 exclude=[str(p) for p in lists], num_workers=0)
+    dm.setup("fit")
+    used = {f.resolve() for s in (dm.train_set, dm.val_set) for side in s.files for f in side}
+    held = {f.resolve() for p in lists for f in read_file_list(p)}
+    assert len(held) == 40 and not used & held
+    assert len(used) == 300 - 40
+
+
+def test_file_list_naming_a_missing_file_is_refused(tmp_path):
+    listed = tmp_path / "list.txt"
+    listed.write_text("# held out\nnope.png\n")
+    with pytest.raises(DataError, match=f"file list {listed} names missing files: .*nope.png"):
+        read_file_list(listed)
+
+
+def test_layout_ssim_is_one_for_the_same_image_and_low_for_another():
+    torch.manual_seed(0)
+    x = torch.rand(3, 3, 64, 64) * 2 - 1
+    assert torch.allclose(layout_ssim(x, x), torch.ones(3), atol=1e-5)
+    assert (layout_ssim(x, torch.rand(3, 3, 64, 64) * 2 - 1) < 0.2).all()
+
+
+def test_eval_reports_the_domain_score_with_baselines(judge_data, judge_file, tiny_ckpt, tmp_path, capsys):
+    lists = make_split(judge_data / "valA", judge_data / "valB", tmp_path / "split", n_test=12, seed=0)
+    out = tmp_path / "eval.json"
+    grid = tmp_path / "grid.png"
+    code = main(["eval", "--ckpt", str(tiny_ckpt), "--test-a", str(lists[0]), "--test-b", str(lists[1]),
+                 "--judge", str(judge_file), "--no-fid-kid", "--out", str(out), "--grid", str(grid), "--device", "cpu"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    for direction in ("a2b", "b2a"):
+        rows = report["domain"][direction]
+        assert set(rows) == {"model", "identity", "cartoon", "other_domain"}
+        for row in rows.values():
+            assert row["n"] == 12 and row["n_target"] + row["n_neither"] <= 12
+            assert row["target"] == pytest.approx(row["n_target"] / 12)
+            assert 0 <= row["neither"] <= 1 and -1 <= row["layout_ssim"] <= 1
+        assert rows["identity"]["layout_ssim"] == pytest.approx(1.0, abs=1e-4)
+        assert rows["identity"]["target"] <= 0.1  # the judge does not call an untranslated input the target
+        # real images of the target domain: judged as that domain exactly as often as the judge is right on them
+        assert rows["other_domain"]["target"] == report["judge_accuracy"][direction[-1]]["accuracy"]
+        assert 0 < rows["cartoon"]["layout_ssim"] < 0.99  # the filter changes the image, keeps some layout
+        assert math.isfinite(rows["model"]["cycle_l1"]) and rows["identity"]["cycle_l1"] is None
+        assert f"| {direction} | model |" in printed and f"| {direction} | cartoon |" in printed
+    acc = report["judge_accuracy"]
+    assert acc["a"]["n"] == acc["b"]["n"] == 12 and acc["a"]["accuracy"] >= 0.75 and acc["b"]["accuracy"] >= 0.75
+    assert "judge accuracy on the held-out real images: A" in printed
+    assert read_image(grid).shape == (2 * 8 * 128, 3 * 128, 3)  # 8 rows per direction: input | translation | reconstruction
+
+
+def test_eval_without_fid_pairs_or_judge_has_nothing_to_report(judge_data, tiny_ckpt, tmp_path, capsys):
+    lists = make_split(judge_data / "valA", judge_data / "valB", tmp_path / "split", n_test=4, seed=0)
+    code = main(["eval", "--ckpt", str(tiny_ckpt), "--test-a", str(lists[0]), "--test-b", str(lists[1]), "--no-fid-kid"])
+    assert code == 2
+    assert "--no-fid-kid leaves nothing to report: pass --judge FILE" in capsys.readouterr().err
+
+
+def test_validation_logs_the_domain_score_every_epoch(tiny_data, judge_file, tmp_path):
+    cli = cli_main(["fit", "--config", str(tiny_config(tmp_path, tiny_data, judge=str(judge_file)))])
+    logged = cli.trainer.logged_metrics
+    for name in ("domain_ab", "domain_ba", "neither_ab", "neither_ba", "layout_ssim_ab", "layout_ssim_ba"):
+        assert 0.0 <= float(logged[f"val/{name}"]) <= 1.0, name
+    # the validation pairs are real images of each domain, which the judge mostly recognises
+    assert float(logged["val/judge_acc_b"]) >= 0.75
+    assert not any(k.startswith("_judge") for k in cli.model.state_dict())  # the judge stays out of checkpoints
+
+
+def test_judge_neither_class_catches_corrupted_targets(judge_data, judge_file):
+    judge = load_judge(judge_file)
+    real_b = _folder(judge_data / "valB")
+    rng = torch.Generator().manual_seed(1)
+    verdict = judge.predict(pixelate(real_b, rng)).argmax(1)
+    assert (verdict == NEITHER).float().mean() >= 0.5
+    assert np.isfinite(judge.predict(real_b).numpy()).all()

@@ -1,0 +1,119 @@
+"""The offline real-data score of a translation: what the judge calls it, and how much layout it keeps.
+
+Per direction (e.g. A -> B) and method (the model, or a baseline on the same inputs):
+- `target`: share of outputs whose judge argmax is the target domain (B);
+- `neither`: share the judge calls neither domain (artifacts, blends, noise);
+- `layout_ssim`: SSIM between input and output at 32x32 grayscale (pose and layout kept: the
+  identity scores 1, a random face of the other domain about 0.1);
+- `cycle_l1`: L1 on [-1, 1] between the input and its reconstruction (model only).
+
+Baselines, so that a lenient judge or a trivial score shows: `identity` (output = input), `cartoon`
+(OpenCV's `cv2.stylization` filter) and `other_domain` (a real image of the target domain, not
+translated from the input). The judge's accuracy on real images is the identity's share judged as
+the *source* domain, reported apart.
+"""
+
+from __future__ import annotations
+
+import math
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from vitcycle.judge import NEITHER, DomainJudge
+
+LAYOUT_SIZE = 32
+"""Side of the grayscale images compared by `layout_ssim`."""
+_GRAY = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+
+
+def layout_ssim(x: Tensor, y: Tensor) -> Tensor:
+    """Per-image SSIM (N,) of (N, 3, H, W) images in [-1, 1], compared as 32x32 grayscale in [0, 1]."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    def gray(img: Tensor) -> Tensor:
+        img = F.interpolate(img.float(), size=(LAYOUT_SIZE, LAYOUT_SIZE), mode="bilinear", antialias=True, align_corners=False)
+        return ((img + 1) / 2 * _GRAY.to(img.device)).sum(dim=1, keepdim=True).clamp(0, 1)  # (N, 1, 32, 32)
+
+    return structural_similarity_index_measure(gray(x), gray(y), data_range=1.0, reduction="none")  # (N,)
+
+
+def cartoon(rgb: np.ndarray) -> np.ndarray:
+    """OpenCV's edge-preserving cartoon filter (`cv2.stylization`) of an RGB uint8 image.
+
+    Its spatial extent scales with the image (OpenCV's default sigma_s of 60 at 256 px), so that a
+    small image is not flattened to a blur.
+    """
+    sigma_s = max(1.0, 60.0 * min(rgb.shape[:2]) / 256)
+    bgr = cv2.stylization(np.ascontiguousarray(rgb[:, :, ::-1]), sigma_s=sigma_s, sigma_r=0.45)
+    return np.ascontiguousarray(bgr[:, :, ::-1])
+
+
+class DomainScore:
+    """Running counts of one (direction, method): judge verdicts, layout SSIM, cycle L1."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.n = self.n_target = self.n_neither = 0
+        self.ssim_sum = 0.0
+        self.cycle_sum, self.n_cycle = 0.0, 0
+
+    def update(self, probs: Tensor, inputs: Tensor, outputs: Tensor, reconstructions: Tensor | None = None) -> None:
+        """Add a batch: judge probabilities (N, 3) of `outputs`, and inputs/outputs (N, 3, H, W) in [-1, 1]."""
+        verdict = probs.argmax(dim=1)  # (N,)
+        self.n += len(verdict)
+        self.n_target += int((verdict == self.target).sum())
+        self.n_neither += int((verdict == NEITHER).sum())
+        self.ssim_sum += float(layout_ssim(inputs, outputs).sum())
+        if reconstructions is not None:
+            self.cycle_sum += float((reconstructions.float() - inputs.float()).abs().mean(dim=(1, 2, 3)).sum())
+            self.n_cycle += len(inputs)
+
+    def compute(self) -> dict:
+        """{"n", "target": share, "n_target", "neither": share, "n_neither", "layout_ssim", "cycle_l1"} (NaN if empty)."""
+        n = self.n
+        return {
+            "n": n,
+            "target": self.n_target / n if n else math.nan,
+            "n_target": self.n_target,
+            "neither": self.n_neither / n if n else math.nan,
+            "n_neither": self.n_neither,
+            "layout_ssim": self.ssim_sum / n if n else math.nan,
+            "cycle_l1": self.cycle_sum / self.n_cycle if self.n_cycle else math.nan,
+        }
+
+
+def judge_batch(judge: DomainJudge, images: Tensor) -> Tensor:
+    """Judge probabilities (N, 3) of (N, 3, H, W) images in [-1, 1] (resized to the judge's size)."""
+    return judge.predict(images.to(next(judge.parameters()).device).float()).cpu()
+
+
+def format_domain_table(report: dict) -> str:
+    """The domain-score part of an eval report as a markdown table, with the judge's own accuracy."""
+
+    def pct(share: float, count: int, n: int) -> str:
+        return "-" if n == 0 or math.isnan(share) else f"{share:.1%} ({count}/{n})"
+
+    def num(x: float) -> str:
+        return "-" if x is None or math.isnan(x) else f"{x:.3f}"
+
+    lines = [
+        "| direction | method | judged target domain | judged neither | layout SSIM | cycle L1 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for direction in ("a2b", "b2a"):
+        for method, row in report["domain"][direction].items():
+            lines.append(
+                f"| {direction} | {method} | {pct(row['target'], row['n_target'], row['n'])} "
+                f"| {pct(row['neither'], row['n_neither'], row['n'])} | {num(row['layout_ssim'])} | {num(row['cycle_l1'])} |"
+            )
+    acc = report["judge_accuracy"]
+    lines.append("")
+    lines.append(
+        "judge accuracy on the held-out real images: "
+        + ", ".join(f"{side.upper()} {pct(a['accuracy'], a['n_correct'], a['n'])}" for side, a in acc.items())
+    )
+    return "\n".join(lines)
+
