@@ -11,7 +11,13 @@ QS_RUN   := runs/quickstart
 TEST_A   ?= $(SYNTH)/valA
 TEST_B   ?= $(SYNTH)/valB
 
-.PHONY: install test lint quickstart fit eval bench clean
+# Real data on a CPU: the U-GAT-IT selfie2anime folders (README: how to get them), or e.g.
+# S2A=../shared/data/selfie2anime_128 on the development machines.
+S2A      ?= data/selfie2anime
+S2A_RUN  := runs/selfie2anime_cpu
+S2A_TEST := $(S2A_RUN)/split/test_a.txt $(S2A_RUN)/split/test_b.txt
+
+.PHONY: install test lint quickstart selfie2anime-cpu fit eval bench clean
 
 install: $(STAMP)
 
@@ -36,6 +42,17 @@ quickstart: install
 	$(VITCYCLE) translate --ckpt $(QS_RUN)/checkpoints/last.ckpt --input $(SYNTH)/valA --output $(QS_RUN)/valA_to_B
 	$(VITCYCLE) eval --ckpt $(QS_RUN)/checkpoints/last.ckpt --test-a $(SYNTH)/valA --test-b $(SYNTH)/valB \
 		--paired-only --grid $(QS_RUN)/grid.png --out $(QS_RUN)/eval.json
+
+# A held-out split, a judge (kept and reused), 25 minutes of training, the domain-score table and a grid.
+selfie2anime-cpu: install
+	@test ! -e $(S2A_RUN)/checkpoints/last.ckpt || { echo "$(S2A_RUN)/checkpoints/last.ckpt exists: move $(S2A_RUN)/checkpoints away to train again"; exit 2; }
+	$(VITCYCLE) data split --dir-a $(S2A)/trainA --dir-b $(S2A)/trainB --out $(S2A_RUN)/split --n-test 200 --seed 0
+	test -f $(S2A_RUN)/judge.pt || $(VITCYCLE) judge fit --dir-a $(S2A)/trainA --dir-b $(S2A)/trainB \
+		--holdout $(S2A_TEST) --out $(S2A_RUN)/judge.pt
+	$(VITCYCLE) fit --config configs/selfie2anime_cpu.yaml --data.dir_a $(S2A)/trainA --data.dir_b $(S2A)/trainB
+	$(VITCYCLE) eval --ckpt $(S2A_RUN)/checkpoints/last.ckpt --test-a $(S2A_RUN)/split/test_a.txt \
+		--test-b $(S2A_RUN)/split/test_b.txt --judge $(S2A_RUN)/judge.pt --no-fid-kid \
+		--grid $(S2A_RUN)/grid.png --out $(S2A_RUN)/eval.json
 
 fit: install
 	$(VITCYCLE) fit --config configs/cycle.yaml

@@ -72,3 +72,24 @@ def tiny_ckpt(tiny_data, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("tiny_fit")
     cli_main(["fit", "--config", str(tiny_config(run, tiny_data))])
     return run / "ckpt/last.ckpt"
+
+
+@pytest.fixture(scope="session")
+def judge_data(tmp_path_factory) -> Path:
+    """The built-in data at 32 px with enough faces for a judge: 150 per domain, 30 held-out pairs."""
+    from vitcycle.synthetic import make_synthetic_dataset
+
+    out = tmp_path_factory.mktemp("judge_data")
+    make_synthetic_dataset(out, n_train=150, n_val=30, size=32, seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def judge_file(judge_data, tmp_path_factory) -> Path:
+    """A judge file of a short `fit_judge` on `judge_data` (seed 0)."""
+    from tiny import JUDGE_ARGS
+
+    from vitcycle.judge import fit_judge, save_judge
+
+    judge, summary = fit_judge(judge_data / "trainA", judge_data / "trainB", seed=0, **JUDGE_ARGS)
+    return save_judge(judge, summary, tmp_path_factory.mktemp("judge") / "judge.pt")

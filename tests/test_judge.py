@@ -9,16 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny import tiny_config
+from tiny import JUDGE_ARGS, tiny_config
 
 from vitcycle.cli import cli_main, main
 from vitcycle.data import DataError, UnpairedImageDataModule, find_images, read_file_list, read_image
 from vitcycle.domain_score import layout_ssim
 from vitcycle.inference import CheckpointError
 from vitcycle.judge import (
+    NEITHER,
     A,
     B,
-    NEITHER,
     JudgeError,
     arrays_to_tensor,
     blend,
@@ -30,23 +30,6 @@ from vitcycle.judge import (
     swap_channels,
 )
 from vitcycle.splits import make_split
-from vitcycle.synthetic import make_synthetic_dataset
-
-JUDGE_ARGS = {"size": 32, "width": 16, "steps": 150, "batch_size": 16, "log_every": 0}
-
-
-@pytest.fixture(scope="session")
-def judge_data(tmp_path_factory) -> Path:
-    """The built-in data at 32 px with enough faces for a judge: 150 per domain, 30 held-out pairs."""
-    out = tmp_path_factory.mktemp("judge_data")
-    make_synthetic_dataset(out, n_train=150, n_val=30, size=32, seed=0)
-    return out
-
-
-@pytest.fixture(scope="session")
-def judge_file(judge_data, tmp_path_factory) -> Path:
-    judge, summary = fit_judge(judge_data / "trainA", judge_data / "trainB", seed=0, **JUDGE_ARGS)
-    return save_judge(judge, summary, tmp_path_factory.mktemp("judge") / "judge.pt")
 
 
 def _folder(path: Path) -> torch.Tensor:

@@ -72,6 +72,8 @@ def write_checkpoint(
 
 
 TINY_DISC = {"n_layers": 2, "ndf": 8}
+JUDGE_ARGS = {"size": 32, "width": 16, "steps": 150, "batch_size": 16, "log_every": 0}
+"""A judge small enough to train in seconds on the 32 px built-in data."""
 
 
 def tiny_config(tmp_path: Path, data: Path, **model_overrides) -> Path:

@@ -117,11 +117,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         )
     if not args.no_fid_kid or report["identity"]["n"]:  # FID/KID or paired metrics were computed
         print(format_report(report))
+        print(f"paired metrics: {report['settings']['paired_ranges']}")
     if "domain" in report:
         from vitcycle.domain_score import format_domain_table
 
         print(format_domain_table(report))
-    print(f"paired metrics: {report['settings']['paired_ranges']}; report written to {write_report(report, out)}")
+    print(f"report written to {write_report(report, out)}")
     return 0
 
 
@@ -184,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     jf.add_argument("--holdout", nargs="*", default=[], metavar="LIST", help="file lists never trained on (test_a.txt test_b.txt)")
     jf.add_argument("--size", type=int, default=64, help="side every judged image is resized to (power of two)")
     jf.add_argument("--width", type=int, default=32, help="channels of the first conv stage")
-    jf.add_argument("--steps", type=int, default=1200, help="training steps")
+    jf.add_argument("--steps", type=int, default=800, help="training steps")
     jf.add_argument("--batch-size", type=int, default=32, help="images per class and step")
     jf.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate")
     jf.add_argument("--seed", type=int, default=0, help="same seed, same judge (on the same machine)")

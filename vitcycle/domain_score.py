@@ -16,6 +16,7 @@ the *source* domain, reported apart.
 from __future__ import annotations
 
 import math
+
 import cv2
 import numpy as np
 import torch

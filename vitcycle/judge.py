@@ -210,7 +210,7 @@ def fit_judge(
     holdout: Sequence[str | os.PathLike] = (),
     size: int = 64,
     width: int = 32,
-    steps: int = 1200,
+    steps: int = 800,
     batch_size: int = 32,
     lr: float = 2e-3,
     val_fraction: float = 0.05,

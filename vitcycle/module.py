@@ -39,10 +39,10 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 from torchmetrics import MeanMetric
 
-from vitcycle.errors import VitcycleError
 from vitcycle.domain_score import layout_ssim
+from vitcycle.errors import VitcycleError
 from vitcycle.image_pool import ImagePool
-from vitcycle.judge import A, B, NEITHER, load_judge
+from vitcycle.judge import NEITHER, A, B, load_judge
 from vitcycle.losses import GAN_LOSSES, DiscOutput, GanLossName, gradient_penalty, scales
 
 
