@@ -1,67 +1,48 @@
-"""Real data: translate held-back selfies (and anime faces) with a checkpoint; a grid and a cycle figure.
+"""Real data: one table row per `vitcycle eval --judge` report, to compare training recipes.
 
-    python benchmarks/bench_quality_real.py --ckpt runs/cycle_cpu_64px/checkpoints/last.ckpt
+    python benchmarks/bench_quality_real.py runs/*/eval.json
 
-The held-back files are the validation split that `UnpairedImageDataModule` derives from the seed
-and `val_fraction` stored in the checkpoint, so they were never trained on. Unpaired data has no
-ground truth: the table gives the cycle L1 (a -> b -> a) on them, and the grid
-(input | translation | reconstruction, selfies then anime faces) is for the eye.
+Each report comes from `vitcycle eval --ckpt X --test-a split/test_a.txt --test-b split/test_b.txt
+--judge judge.pt --no-fid-kid --out eval.json` on the held-out split (`vitcycle data split`), which
+neither the GAN nor the judge trained on. Columns per direction: share of translations the judge
+calls the target domain, share it calls neither, layout SSIM (32x32 grayscale) to the input, cycle
+L1; then the batches trained (from the checkpoint) and the judge's accuracy on the real test images.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
-import numpy as np
 import torch
-from bench_data import DEFAULT_ROOT, cpu_model
 
-from vitcycle.data import UnpairedImageDataModule, read_image
-from vitcycle.inference import Translator, load_checkpoint
-from vitcycle.metrics import write_grid
+
+def _batches(ckpt: str) -> str:
+    try:  # the step count only: a plain read of the file the report names
+        return str(torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"] // 2)
+    except Exception:  # noqa: BLE001 - a moved checkpoint leaves the column empty
+        return "-"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ckpt", required=True)
-    parser.add_argument("--data", default=str(DEFAULT_ROOT), help="folder with trainA/ and trainB/")
-    parser.add_argument("--rows", type=int, default=6, help="grid rows per direction")
-    parser.add_argument("--grid", default="runs/real_grid.png")
+    parser.add_argument("reports", nargs="+", help="eval JSON reports written with --judge")
+    parser.add_argument("--method", default="model", help="row of the report: model, identity, cartoon, other_domain")
     args = parser.parse_args()
-
-    ckpt = load_checkpoint(args.ckpt)
-    data_hp = ckpt.get("datamodule_hyper_parameters", {})
-    dm = UnpairedImageDataModule(
-        str(Path(args.data) / "trainA"), str(Path(args.data) / "trainB"),
-        val_fraction=data_hp.get("val_fraction", 0.05), seed=data_hp.get("seed", 0), num_workers=0,
-    )
-    dm.setup("fit")
-    held_a, held_b = dm.val_set.files  # the validation split: never trained on
-    gen_ab, gen_ba = (Translator.from_checkpoint(args.ckpt, d, device="cpu") for d in ("a2b", "b2a"))
-
-    rows, cycle = [], {}
-    for name, files, forward, backward in (("a2b2a", held_a, gen_ab, gen_ba), ("b2a2b", held_b, gen_ba, gen_ab)):
-        l1 = []
-        for i, path in enumerate(files):
-            real = read_image(path)  # (H, W, 3) uint8
-            fake = forward.translate_array(real)
-            rec = backward.translate_array(fake)
-            l1.append(np.abs(rec.astype(np.float32) - real.astype(np.float32)).mean() / 127.5)  # on [-1, 1]
-            if i < args.rows:
-                rows.append([real, fake, rec])
-        cycle[name] = (len(files), float(np.mean(l1)))
-    grid = write_grid(rows, args.grid)
-
-    print(f"Held-back selfie2anime files, checkpoint {args.ckpt} (epoch {ckpt['epoch']}, "
-          f"{ckpt['global_step'] // 2} batches, {gen_ab.image_size} px); {cpu_model()}, torch {torch.__version__}")
-    print()
-    print("| cycle | held-back images | L1 on [-1, 1] |")
-    print("|---|---:|---:|")
-    for name, (n, value) in cycle.items():
-        print(f"| {name} | {n} | {value:.4f} |")
-    print()
-    print(f"grid (input | translation | reconstruction): {grid}")
+    print("| run | batches | A→B target | A→B neither | A→B SSIM | B→A target | B→A neither | B→A SSIM | cycle L1 A / B | judge acc A / B |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for path in args.reports:
+        report = json.loads(Path(path).read_text())
+        cells = []
+        for d in ("a2b", "b2a"):
+            row = report["domain"][d][args.method]
+            cells += [f"{row['target']:.1%}", f"{row['neither']:.1%}", f"{row['layout_ssim']:.3f}"]
+        cyc = [report["domain"][d][args.method]["cycle_l1"] for d in ("a2b", "b2a")]
+        cycle = " / ".join("-" if c is None else f"{c:.3f}" for c in cyc)
+        acc = " / ".join(f"{report['judge_accuracy'][s]['accuracy']:.1%}" for s in ("a", "b"))
+        name = Path(path).parent.name
+        print(f"| {name} | {_batches(report['settings']['checkpoint'])} | {' | '.join(cells)} | {cycle} | {acc} |")
 
 
 if __name__ == "__main__":

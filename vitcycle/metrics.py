@@ -310,6 +310,7 @@ def run_eval(
     """
     from vitcycle.data import DataError, find_images, read_pairs_manifest
     from vitcycle.inference import Translator, batched, resolve_device
+    from vitcycle.domain_score import cartoon
     from vitcycle.judge import arrays_to_tensor, load_judge
 
     if batch_size < 1:
@@ -377,8 +378,6 @@ def run_eval(
                     grid_triples += rows
                     unpaired_rows[src] += len(rows)
                 if judge_net is not None:
-                    from vitcycle.domain_score import cartoon
-
                     for key, imgs in (("input", reals), ("fake", fakes), ("rec", recs), ("cartoon", [cartoon(r) for r in reals])):
                         judged[src].setdefault(key, []).append(arrays_to_tensor(imgs, judge_net.size))
             if extractor is not None:
@@ -418,6 +417,7 @@ def run_eval(
         "paired_ranges": PAIRED_RANGES,
         "kid_subset_size": kid_subset_size,
         "judge": str(judge) if judge is not None else None,
+        "judge_training": judge_net.summary if judge_net is not None else None,
     }
     report["skipped"] = skipped
     if grid is not None and grid_triples:
