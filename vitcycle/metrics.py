@@ -309,8 +309,8 @@ def run_eval(
         judge "domain" (per direction and method) and "judge_accuracy"; settings.
     """
     from vitcycle.data import DataError, find_images, read_pairs_manifest
-    from vitcycle.inference import Translator, batched, resolve_device
     from vitcycle.domain_score import cartoon
+    from vitcycle.inference import Translator, batched, resolve_device
     from vitcycle.judge import arrays_to_tensor, load_judge
 
     if batch_size < 1:

@@ -100,7 +100,8 @@ class CycleGAN(pl.LightningModule):
         seed: seed of the image pools' draws (a function of seed and step, so resuming is exact).
         judge: a judge file of `vitcycle judge fit`; validation then logs the domain score of the
             EMA translations (`val/domain_ab`: share judged as the target domain, `val/neither_ab`,
-            `val/layout_ssim_ab`, and b->a alike) and the judge's accuracy on the real images.
+            `val/layout_ssim_ab`, and b->a alike; `val/domain`, the mean of both directions' shares)
+            and the judge's accuracy on the real images.
     """
 
     def __init__(
@@ -342,6 +343,8 @@ class CycleGAN(pl.LightningModule):
             means["paired_ratio_ab"] = means["paired_l1_ab"] / base
             means["paired_ratio_ba"] = means["paired_l1_ba"] / base
             means["paired_ratio"] = 0.5 * (means["paired_ratio_ab"] + means["paired_ratio_ba"])
+        if "domain_ab" in means:  # with a judge: one figure to pick a checkpoint by (higher is better)
+            means["domain"] = 0.5 * (means["domain_ab"] + means["domain_ba"])
         self.log_dict({f"val/{name}": value for name, value in means.items()})
         for metric in self.val_means.values():
             metric.reset()
