@@ -9,7 +9,9 @@ from torchvision.utils import make_grid
 
 
 class ImageGridLogger(pl.Callback):
-    """Every `every_n_batches` training batches, logs `real_a | fake_b | rec_a` and `real_b | fake_a | rec_b`.
+    """Every `every_n_batches` training batches, logs the module's `grid_rows` of fixed samples:
+    `real_a | fake_b | rec_a` and `real_b | fake_a | rec_b` for a CycleGAN, masked | filled |
+    original for pretraining.
 
     The samples are the first `num_images` items of the validation set (of the training set when
     there is none), fixed for the whole run and translated by the EMA generators, so successive
@@ -44,11 +46,10 @@ class ImageGridLogger(pl.Callback):
         if samples is None:
             return
         real_a, real_b = samples["a"].to(module.device), samples["b"].to(module.device)  # (N, 3, H, W)
-        out = module.translate(real_a, real_b)
         step = trainer.fit_loop.epoch_loop._batches_that_stepped  # the scalars' x-axis
-        for name, row in (("a2b", (real_a, out["fake_b"], out["rec_a"])), ("b2a", (real_b, out["fake_a"], out["rec_b"]))):
-            images = torch.stack(row, dim=1).flatten(0, 1).float()  # (N*3, 3, H, W): one row per sample
-            grid = make_grid(images, nrow=3, normalize=True, value_range=(-1, 1))  # (3, H', W')
+        for name, row in module.grid_rows(real_a, real_b).items():
+            images = torch.stack(row, dim=1).flatten(0, 1).float()  # (N*k, 3, H, W): one row of k per sample
+            grid = make_grid(images, nrow=len(row), normalize=True, value_range=(-1, 1))  # (3, H', W')
             for logger in loggers:
                 logger.experiment.add_image(f"grid/{name}", grid, global_step=step)
 

@@ -17,6 +17,7 @@ from vitcycle.errors import VitcycleError
 LIGHTNING_COMMANDS = {
     "fit": "train a CycleGAN (LightningCLI; `vitcycle fit --help` lists every option)",
     "validate": "run validation of a checkpoint (LightningCLI; with --config and --ckpt_path)",
+    "pretrain": "pretrain a generator by masked-patch inpainting (LightningCLI; `vitcycle pretrain --help`)",
 }
 
 
@@ -246,9 +247,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cli_main(args: Sequence[str] | None = None):
-    """Run LightningCLI in-process (tests call this with a list of arguments)."""
-    from vitcycle.training_cli import VitCycleCLI
+    """Run LightningCLI in-process (tests call this with a list of arguments).
 
+    `pretrain ...` runs the pretraining CLI's `fit`; anything else is a CycleGAN command.
+    """
+    import warnings
+
+    from vitcycle.training_cli import PretrainCLI, VitCycleCLI
+
+    given = list(args) if args is not None else sys.argv[1:]
+    if given and given[0] == "pretrain":
+        with warnings.catch_warnings():  # the arguments are sys.argv's, with "fit" for "pretrain"
+            warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python")
+            return PretrainCLI(args=["fit", *given[1:]])
     return VitCycleCLI(args=list(args) if args is not None else None)
 
 

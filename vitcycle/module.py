@@ -44,6 +44,7 @@ from vitcycle.errors import VitcycleError
 from vitcycle.image_pool import ImagePool
 from vitcycle.judge import NEITHER, A, B, load_judge
 from vitcycle.losses import GAN_LOSSES, DiscOutput, GanLossName, gradient_penalty, scales
+from vitcycle.pretrain import load_generator_weights, load_pretrained_generator
 
 
 class NonFiniteLossError(VitcycleError):
@@ -98,6 +99,8 @@ class CycleGAN(pl.LightningModule):
         decay_epochs: epochs of linear decay to zero (paper: 100 + 100).
         warmup_steps: if > 0, both learning rates rise linearly from 0 over this many batches.
         seed: seed of the image pools' draws (a function of seed and step, so resuming is exact).
+        pretrained_generator: a checkpoint of `vitcycle pretrain`: its generator weights start both
+            generators and their EMA copies (refused if the generators' shapes differ).
         judge: a judge file of `vitcycle judge fit`; validation then logs the domain score of the
             EMA translations (`val/domain_ab`: share judged as the target domain, `val/neither_ab`,
             `val/layout_ssim_ab`, and b->a alike; `val/domain`, the mean of both directions' shares)
@@ -125,6 +128,7 @@ class CycleGAN(pl.LightningModule):
         decay_epochs: int = 100,
         warmup_steps: int = 0,
         seed: int = 0,
+        pretrained_generator: str | None = None,
         judge: str | None = None,
     ) -> None:
         super().__init__()
@@ -134,6 +138,10 @@ class CycleGAN(pl.LightningModule):
             raise VitcycleError(f"identity_fade_steps ({identity_fade_steps}) and warmup_steps ({warmup_steps}) must be >= 0")
         self.save_hyperparameters()
         self.automatic_optimization = False
+        if pretrained_generator is not None:  # before the EMA copies are made, so they start there too
+            weights = load_pretrained_generator(pretrained_generator)
+            for gen in (gen_ab, gen_ba):
+                load_generator_weights(gen, weights, pretrained_generator)
         self.gen_ab, self.gen_ba = gen_ab, gen_ba
         self.disc_a, self.disc_b = disc_a, disc_b
         self.gen_ab_ema, self.gen_ba_ema = _ema(gen_ab, ema_decay), _ema(gen_ba, ema_decay)
@@ -310,6 +318,11 @@ class CycleGAN(pl.LightningModule):
         fake_b = self.gen_ab_ema(real_a)  # (B, 3, H, W)
         fake_a = self.gen_ba_ema(real_b)  # (B, 3, H, W)
         return {"fake_b": fake_b, "fake_a": fake_a, "rec_a": self.gen_ba_ema(fake_b), "rec_b": self.gen_ab_ema(fake_a)}
+
+    def grid_rows(self, real_a: Tensor, real_b: Tensor) -> dict[str, tuple[Tensor, ...]]:
+        """For `ImageGridLogger`: real_a | fake_b | rec_a and real_b | fake_a | rec_b."""
+        out = self.translate(real_a, real_b)
+        return {"a2b": (real_a, out["fake_b"], out["rec_a"]), "b2a": (real_b, out["fake_a"], out["rec_b"])}
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         real_a, real_b = batch["a"], batch["b"]  # (B, 3, H, W) each

@@ -24,3 +24,22 @@ class VitCycleCLI(LightningCLI):
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("auto_configure_optimizers", False)
         super().__init__(CycleGAN, UnpairedImageDataModule, *args, **kwargs)
+
+
+class PretrainCLI(LightningCLI):
+    """LightningCLI for `MaskedInpainting` on an `UnpairedImageDataModule`: `vitcycle pretrain` (fit only).
+
+    The generator is chosen in YAML with `class_path`/`init_args`, as for `vitcycle fit`; the
+    optimizer is the module's `OptimizerCallable` argument.
+    """
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {"fit": LightningCLI.subcommands()["fit"]}
+
+    def __init__(self, *args, **kwargs) -> None:
+        from vitcycle.pretrain import MaskedInpainting
+
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("auto_configure_optimizers", False)
+        super().__init__(MaskedInpainting, UnpairedImageDataModule, *args, **kwargs)
