@@ -49,7 +49,7 @@ pretrain-quickstart: install
 	$(VITCYCLE) pretrain --config configs/pretrain_quickstart.yaml \
 		--data.dir_a $(SYNTH)/trainA --data.dir_b $(SYNTH)/trainB --data.val_pairs $(SYNTH)/pairs_val.csv
 
-# A held-out split, a judge (kept and reused), 25 minutes of training, the domain-score table and a grid.
+# A held-out split, a judge (kept and reused), 22 minutes of training, the domain-score table and a grid.
 selfie2anime-cpu: install
 	@test ! -e $(S2A_RUN)/checkpoints/last.ckpt || { echo "$(S2A_RUN)/checkpoints/last.ckpt exists: move $(S2A_RUN)/checkpoints away to train again"; exit 2; }
 	$(VITCYCLE) data split --dir-a $(S2A)/trainA --dir-b $(S2A)/trainB --out $(S2A_RUN)/split --n-test 200 --seed 0
