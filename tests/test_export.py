@@ -63,6 +63,19 @@ def test_parity_failure_is_an_error(ckpt: Path, tmp_path: Path, monkeypatch) -> 
     monkeypatch.setattr(export, "_run_torchscript", lambda path, x: real_run(path, x) + 0.01)
     with pytest.raises(ExportError, match="parity check failed"):
         export_generator(Translator.from_checkpoint(ckpt, device="cpu"), tmp_path / "g.pt", fmt="torchscript")
+    assert list(tmp_path.iterdir()) == []  # nothing left behind
+    earlier = tmp_path / "earlier.pt"
+    earlier.write_bytes(b"a file that was there before")
+    with pytest.raises(ExportError, match="an existing file there is kept"):
+        export_generator(Translator.from_checkpoint(ckpt, device="cpu"), earlier, fmt="torchscript")
+    assert earlier.read_bytes() == b"a file that was there before" and sorted(tmp_path.iterdir()) == [earlier]
+
+
+def test_export_onto_its_own_checkpoint_is_refused_before_any_work(ckpt: Path, capsys) -> None:
+    before = ckpt.read_bytes()
+    assert main(["export", "--ckpt", str(ckpt), "--format", "torchscript", "--out", str(ckpt)]) == 2
+    assert f"--out {ckpt} is a file this command reads" in capsys.readouterr().err
+    assert ckpt.read_bytes() == before
 
 
 def test_missing_onnx_packages_say_how_to_install(ckpt: Path, tmp_path: Path, monkeypatch, capsys) -> None:

@@ -441,3 +441,19 @@ def test_tiny_ckpt_from_a_real_fit(request: pytest.FixtureRequest) -> None:
         tr = Translator.from_checkpoint(path, direction, device="cpu")
         img = smooth_image(tr.image_size, tr.image_size + 8)
         assert tr.translate_array(img).shape == img.shape
+
+
+def test_a_video_without_decodable_frames_keeps_an_existing_output(tmp_path: Path, ckpt: Path, monkeypatch, capsys) -> None:
+    src = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(src), cv2.VideoWriter_fourcc(*"mp4v"), 12.0, (40, 24))
+    for i in range(3):
+        writer.write(np.full((24, 40, 3), 20 * i, np.uint8))
+    writer.release()
+    out = tmp_path / "out.mp4"
+    out.write_bytes(b"yesterday's result")
+    # frames that all fail to decode: the writer sees none
+    monkeypatch.setattr("vitcycle.inference.PathTranslator._write_video", lambda self, *args: 0)
+    assert main(["translate", "--ckpt", str(ckpt), "--input", str(src), "--output", str(out), "--device", "cpu"]) == 2
+    assert "no frame could be decoded" in capsys.readouterr().err
+    assert out.read_bytes() == b"yesterday's result"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "out.mp4"]  # no partial file left

@@ -188,3 +188,15 @@ def test_judge_neither_class_catches_corrupted_targets(judge_data, judge_file):
     verdict = judge.predict(pixelate(real_b, rng)).argmax(1)
     assert (verdict == NEITHER).float().mean() >= 0.5
     assert np.isfinite(judge.predict(real_b).numpy()).all()
+
+
+def test_eval_refuses_to_write_onto_its_inputs(judge_data, judge_file, tiny_ckpt, tmp_path, capsys):
+    lists = make_split(judge_data / "valA", judge_data / "valB", tmp_path / "split", n_test=4, seed=0)
+    test_image = read_file_list(lists[0])[0]
+    for flag, target in (("--out", tiny_ckpt), ("--out", judge_file), ("--grid", test_image)):
+        before = Path(target).read_bytes()
+        code = main(["eval", "--ckpt", str(tiny_ckpt), "--test-a", str(lists[0]), "--test-b", str(lists[1]),
+                     "--judge", str(judge_file), "--no-fid-kid", flag, str(target)])
+        assert code == 2
+        assert f"{flag} {target} is a file this command reads" in capsys.readouterr().err
+        assert Path(target).read_bytes() == before

@@ -150,3 +150,12 @@ def test_cli_data_synth(tmp_path, capsys):
     assert len(find_images(tmp_path)) == 8
     assert main(["data", "synth", "--out", str(tmp_path), "--size", "4"]) == 2  # one-line error, no traceback
     assert "size must be at least 16" in capsys.readouterr().err
+
+
+def test_a_folder_with_other_files_is_refused_and_kept(tmp_path):
+    mine = tmp_path / "trainA" / "holiday.jpg"
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"my photo")
+    with pytest.raises(DataError, match="holds files that are not a built-in data set .*holiday.jpg"):
+        make_synthetic_dataset(tmp_path, n_train=2, n_val=1, size=32)
+    assert mine.read_bytes() == b"my photo" and not (tmp_path / "trainB").exists()

@@ -96,10 +96,15 @@ def _cmd_translate(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from vitcycle.data import find_images
     from vitcycle.inference import one_line_warnings
     from vitcycle.metrics import format_report, run_eval, write_report
+    from vitcycle.outputs import refuse_inputs_as_outputs
 
     out = Path(args.out) if args.out else Path(args.ckpt).with_suffix(".eval.json")
+    tests = [p for folder in (args.test_a, args.test_b) if Path(folder).exists() for p in [Path(folder), *find_images(folder)]]
+    read = [args.ckpt, *tests, *(p for p in (args.judge, args.pairs) if p)]
+    refuse_inputs_as_outputs({"--out": out, "--grid": args.grid}, read)  # before any work
     with one_line_warnings("vitcycle eval"):
         report = run_eval(
             args.ckpt,
@@ -130,10 +135,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from vitcycle.export import default_output, export_generator
     from vitcycle.inference import Translator, one_line_warnings
+    from vitcycle.outputs import refuse_inputs_as_outputs
 
     with one_line_warnings("vitcycle export"):
-        translator = Translator.from_checkpoint(args.ckpt, direction=args.direction, use_ema=not args.no_ema, device="cpu")
         out = args.out or default_output(args.ckpt, args.format, args.direction)
+        refuse_inputs_as_outputs({"--out": out}, [args.ckpt])  # before any work
+        translator = Translator.from_checkpoint(args.ckpt, direction=args.direction, use_ema=not args.no_ema, device="cpu")
         result = export_generator(
             translator, out, fmt=args.format, size=args.size, dynamic=args.dynamic, atol=args.atol
         )

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from vitcycle.errors import VitcycleError
 from vitcycle.inference import Direction, Translator
+from vitcycle.outputs import replaced_atomically
 
 ExportFormat = Literal["onnx", "torchscript"]
 SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
@@ -166,19 +167,26 @@ def export_generator(
         else:
             checks.append(torch.rand(3, 3, size, size, generator=gen) * 2 - 1)
 
-    with torch.inference_mode(False), torch.no_grad():
+    # Exported into a temporary file that replaces `out` only after the parity check: a failed
+    # export leaves nothing behind and an existing file at `out` untouched.
+    with replaced_atomically(out) as tmp, torch.inference_mode(False), torch.no_grad():
         if fmt == "onnx":
-            _export_onnx(model, example, out, translator.patch_size if dynamic else None)
+            _export_onnx(model, example, tmp, translator.patch_size if dynamic else None)
         else:
-            _export_torchscript(model, example, out)
+            _export_torchscript(model, example, tmp)
         run = _run_onnx if fmt == "onnx" else _run_torchscript
         diff = 0.0
         for x in checks:
             ref = model(x).numpy()  # (B, 3, H, W)
-            got = run(out, x)
+            got = run(tmp, x)
             if got.shape != ref.shape:
                 raise ExportError(f"{out}: exported output shape {got.shape} differs from PyTorch's {ref.shape}")
             diff = max(diff, float(np.abs(got - ref).max()))
+        if not diff <= atol:  # also catches NaN
+            raise ExportError(
+                f"{out}: parity check failed, max abs difference to PyTorch {diff:.3g} > {atol:g}; "
+                "nothing was written (an existing file there is kept; try the other --format)"
+            )
     result = {
         "path": str(out),
         "format": fmt,
@@ -187,10 +195,4 @@ def export_generator(
         "max_abs_diff": diff,
         "checked_shapes": [list(x.shape) for x in checks],
     }
-    if not diff <= atol:  # also catches NaN
-        out.unlink(missing_ok=True)  # an untrustworthy file is not left behind
-        raise ExportError(
-            f"{out}: parity check failed, max abs difference to PyTorch {diff:.3g} > {atol:g}; "
-            "the file was removed (try the other --format)"
-        )
     return result

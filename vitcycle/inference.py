@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from vitcycle.data import IMAGE_EXTENSIONS, ImageReadError, find_files, read_image, to_tensor
 from vitcycle.errors import VitcycleError
+from vitcycle.outputs import replaced_atomically
 
 Direction = Literal["a2b", "b2a"]
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".avi", ".mov", ".mkv", ".webm")
@@ -690,18 +691,22 @@ class PathTranslator:
                     VitcycleWarning,
                     stacklevel=3,
                 )
-            frames_done = self._write_video(cap, job, fps, total, paste, summary)
+            # Written to a temporary file that replaces job.dst only when frames were written, so a
+            # video that cannot be decoded leaves an existing file at the output path untouched.
+            with contextlib.suppress(_NoFrames), replaced_atomically(job.dst) as tmp:
+                if self._write_video(cap, job, tmp, fps, total, paste, summary) == 0:
+                    raise _NoFrames
+                summary.translated.append(job.dst)
         finally:
             cap.release()
-        if frames_done == 0:
-            job.dst.unlink(missing_ok=True)
+        if job.dst not in summary.translated:
             self._skip(summary, job.src, "no frame could be decoded")
-        else:
-            summary.translated.append(job.dst)
 
     def _write_video(
-        self, cap: cv2.VideoCapture, job: Job, fps: float, total: int | None, paste: bool, summary: TranslateSummary
+        self, cap: cv2.VideoCapture, job: Job, path: Path, fps: float, total: int | None, paste: bool,
+        summary: TranslateSummary,
     ) -> int:
+        """Translate the frames of `cap` into a video at `path`; the number of frames written."""
         writer: cv2.VideoWriter | None = None
         done, no_face = 0, 0
         bar = tqdm(total=total, desc=job.src.name, unit="frame", disable=None, file=sys.stderr)
@@ -721,7 +726,7 @@ class PathTranslator:
                 for frame, crop, out, box in zip(frames, crops, outs, boxes, strict=True):
                     composed = self._compose(frame, crop, out, box, paste)
                     if writer is None:
-                        writer = self._open_writer(job.dst, fps, composed.shape[1], composed.shape[0])
+                        writer = self._open_writer(path, job.dst, fps, composed.shape[1], composed.shape[0])
                     writer.write(cv2.cvtColor(composed, cv2.COLOR_RGB2BGR))
                 done += len(frames)
                 bar.update(len(frames))
@@ -739,13 +744,20 @@ class PathTranslator:
         return done
 
     @staticmethod
-    def _open_writer(path: Path, fps: float, width: int, height: int) -> cv2.VideoWriter:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def _open_writer(path: Path, shown: Path, fps: float, width: int, height: int) -> cv2.VideoWriter:
+        """A writer of `path` (a temporary file); errors name `shown`, the output the user asked for."""
         fourcc = cv2.VideoWriter_fourcc(*_FOURCC.get(path.suffix.lower(), _DEFAULT_FOURCC))
         writer = cv2.VideoWriter(str(path), fourcc, fps, (width, height))
         if not writer.isOpened():
-            raise TranslateError(f"cannot write video {path}; OpenCV has no encoder for {path.suffix} here, try .mp4")
+            if not os.access(path.parent, os.W_OK):
+                raise TranslateError(f"cannot write video {shown}: the folder {shown.parent} is not writable")
+            other = ".avi" if path.suffix.lower() == ".mp4" else ".mp4"
+            raise TranslateError(f"cannot write video {shown}: OpenCV has no encoder for {path.suffix} here; try {other}")
         return writer
+
+
+class _NoFrames(Exception):
+    """No frame of a video could be decoded (internal: discards the partial output)."""
 
 
 @contextlib.contextmanager

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from vitcycle.data import find_images, read_file_list, read_image, to_tensor
 from vitcycle.errors import VitcycleError
+from vitcycle.outputs import replaced_atomically
 
 CLASSES = ("a", "b", "neither")
 """The judge's classes, in the order of its logits."""
@@ -288,13 +289,11 @@ def save_judge(judge: DomainJudge, summary: dict, path: str | os.PathLike, overw
     path = Path(path).expanduser()
     if path.exists() and not overwrite:
         raise JudgeError(f"{path} already exists; keep it, or allow replacing it (overwrite)")
-    path.parent.mkdir(parents=True, exist_ok=True)
     width = judge.features[0].out_channels
     state = {"format": JUDGE_FORMAT, "size": judge.size, "width": width, "classes": list(CLASSES),
              "state_dict": judge.state_dict(), "summary": summary}
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with replaced_atomically(path) as tmp:
+        torch.save(state, tmp)
     return path
 
 

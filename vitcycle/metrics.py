@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from vitcycle.errors import VitcycleError
+from vitcycle.outputs import replaced_atomically
 
 INCEPTION_FILENAME = "weights-inception-2015-12-05-6726825d.pth"
 """torch-fidelity's InceptionV3 weights, as torch.hub caches them under <hub dir>/checkpoints/."""
@@ -463,7 +464,8 @@ def write_grid(rows: Sequence[Sequence[np.ndarray]], path: str | os.PathLike, ce
 
     grid = np.concatenate([np.concatenate([fit(img) for img in row], axis=1) for row in rows], axis=0)
     path = Path(path)
-    write_image(path, grid)  # (rows * cell, columns * cell, 3)
+    with replaced_atomically(path) as tmp:
+        write_image(tmp, grid)  # (rows * cell, columns * cell, 3)
     return path
 
 
@@ -505,6 +507,6 @@ def write_report(report: dict, path: str | os.PathLike) -> Path:
         return x
 
     path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(clean(report), indent=2) + "\n", encoding="utf-8")
+    with replaced_atomically(path) as tmp:
+        tmp.write_text(json.dumps(clean(report), indent=2) + "\n", encoding="utf-8")
     return path

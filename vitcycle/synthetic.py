@@ -23,6 +23,7 @@ import csv
 import functools
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,8 @@ from vitcycle.data import DataError, read_image, read_pairs_manifest
 SUPERSAMPLE = 4  # internal resolution factor, shrunk with INTER_AREA for anti-aliasing
 PNG_COMPRESSION = 6  # fixed, so the same seed gives the same bytes
 SPLITS = {"trainA": 1, "trainB": 2, "val": 3}  # random stream of each split
+MANIFEST = "pairs_val.csv"
+_OUR_PNG = re.compile(r"[0-9]{6}\.png")  # the names this module writes
 
 RGB = tuple[float, float, float]
 
@@ -327,6 +330,25 @@ def _write_png(path: Path, rgb: np.ndarray) -> None:
     path.write_bytes(buf.tobytes())
 
 
+def _check_replaceable(out: Path) -> None:
+    """`out` must be new, empty, or an earlier built-in set (its four folders of our PNGs and the
+    manifest): other files would be mixed into the new set, or deleted."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise DataError(f"{out} is a file; give a folder for the built-in data set")
+    ours = {"trainA", "trainB", "valA", "valB", MANIFEST}
+    foreign = [p for p in out.iterdir() if p.name not in ours]
+    for name in ("trainA", "trainB", "valA", "valB"):
+        if (out / name).is_dir():
+            foreign += [p for p in (out / name).iterdir() if not _OUR_PNG.fullmatch(p.name)]
+    if foreign:
+        raise DataError(
+            f"{out} holds files that are not a built-in data set ({', '.join(str(p) for p in foreign[:3])}); "
+            "give a new or empty folder"
+        )
+
+
 def _fresh_folder(folder: Path) -> None:
     """Create `folder`, removing PNG files a previous (larger) run left there under our names."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -355,6 +377,7 @@ def make_synthetic_dataset(
         raise DataError(f"size must be at least 16 pixels (got {size})")
     out = Path(out).expanduser()
     dirs = {name: out / name for name in ("trainA", "trainB", "valA", "valB")}
+    _check_replaceable(out)
     try:
         for folder in dirs.values():
             _fresh_folder(folder)
@@ -367,7 +390,7 @@ def make_synthetic_dataset(
             _write_png(dirs["valA"] / f"{i:06d}.png", render_photo(face, size))
             _write_png(dirs["valB"] / f"{i:06d}.png", render_anime(face, size))
             rows.append((f"valA/{i:06d}.png", f"valB/{i:06d}.png"))
-        manifest = out / "pairs_val.csv"
+        manifest = out / MANIFEST
         with open(manifest, "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f, lineterminator="\n")
             writer.writerow(("a", "b"))
