@@ -130,8 +130,12 @@ def test_bad_checkpoint_files_give_one_clear_error(tmp_path: Path, ckpt: Path) -
         Translator.from_checkpoint(truncated)
     text = tmp_path / "notes.ckpt"
     text.write_text("not a checkpoint\n")
-    with pytest.raises(CheckpointError, match="notes.ckpt"):
+    with pytest.raises(CheckpointError, match="notes.ckpt: it is not a PyTorch file"):
         Translator.from_checkpoint(text)
+    noise = tmp_path / "noise.ckpt"
+    noise.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    with pytest.raises(CheckpointError, match="noise.ckpt: it is not a PyTorch file .*pass the .ckpt file"):
+        Translator.from_checkpoint(noise)
     foreign = tmp_path / "foreign.ckpt"
     torch.save({"state_dict": {"fc.weight": torch.zeros(2)}, "epoch": 3}, foreign)
     with pytest.raises(CheckpointError, match="foreign.ckpt is not a vitcycle checkpoint"):
@@ -276,6 +280,22 @@ def test_plan_finds_images_and_videos_once_through_a_symlink_loop(tmp_path: Path
     (src / "clips" / "loop").symlink_to(src, target_is_directory=True)  # in/clips/loop -> in
     jobs = plan_translation(src, tmp_path / "out")
     assert [(j.src.relative_to(src).as_posix(), j.video) for j in jobs] == [("clips/c.MP4", True), ("x.png", False)]
+
+
+def test_a_looping_symlinked_file_is_skipped_with_a_warning_by_translate_and_fit(tmp_path: Path, ckpt: Path, capsys) -> None:
+    src = tmp_path / "in"
+    write_png(src / "x.png", smooth_image(8, 8))
+    (src / "loop.png").symlink_to(src / "loop.png")  # a file link to itself
+    with pytest.warns(UserWarning, match="skipping .*loop.png: a broken or looping symbolic link"):
+        assert main(["translate", "--ckpt", str(ckpt), "--input", str(src), "--output", str(tmp_path / "out"),
+                     "--device", "cpu"]) == 0
+    assert "translated 1, skipped 0" in capsys.readouterr().out
+    from vitcycle.data import UnpairedImageDataModule
+
+    with pytest.warns(UserWarning, match="looping symbolic link"):
+        dm = UnpairedImageDataModule(str(src), str(src), image_size=8, num_workers=0, val_fraction=0)
+        dm.setup("fit")
+    assert [f.name for f in dm.train_set.files[0]] == ["x.png"]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -100,7 +100,8 @@ def find_files(root: str | os.PathLike, extensions: Sequence[str]) -> list[Path]
     matches), recursively and sorted; `root` itself if it is such a file.
 
     Hidden files and folders (name starting with ".", e.g. macOS "._x.jpg" resource forks) are
-    skipped. Symlinked folders are followed once. Raises DataError if `root` does not exist.
+    skipped. Symlinked folders are followed once; broken or looping symlinked files are skipped with
+    a warning. Raises DataError if `root` does not exist.
     """
     root = Path(root)
     if root.is_file():
@@ -116,11 +117,14 @@ def find_files(root: str | os.PathLike, extensions: Sequence[str]) -> list[Path]
             continue
         seen.add(real)
         dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found += [
-            Path(folder, f)
-            for f in files
-            if not f.startswith(".") and os.path.splitext(f)[1].lower() in extensions
-        ]
+        for f in files:
+            if f.startswith(".") or os.path.splitext(f)[1].lower() not in extensions:
+                continue
+            path = Path(folder, f)
+            if not os.path.isfile(path):  # a broken or looping symbolic link: nothing to read
+                warnings.warn(f"skipping {path}: a broken or looping symbolic link", stacklevel=2)
+                continue
+            found.append(path)
     return sorted(found)
 
 

@@ -95,6 +95,10 @@ def safe_load(path: str | os.PathLike, what: str = "checkpoint", hint: str = "pa
     if not path.is_file():
         state = "is a folder, not a file" if path.is_dir() else "does not exist"
         raise CheckpointError(f"{what} {path} {state}; {hint}")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch.save's zip, or a legacy pickle
+        raise CheckpointError(f"cannot read {what} {path}: it is not a PyTorch file (empty or foreign bytes); {hint}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - every unreadable file becomes one message naming it
