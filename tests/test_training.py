@@ -308,3 +308,33 @@ def test_selfie2anime_cpu_config_runs_three_batches(judge_data, judge_file, tmp_
     assert cli.model.hparams.lambda_cycle > 0 and cli.datamodule.image_size == 64
     assert 0.0 <= float(cli.trainer.logged_metrics["val/domain_ab"]) <= 1.0
     assert (run / "checkpoints/last.ckpt").is_file() and (run / "checkpoints/best.ckpt").is_file()
+
+
+def test_resume_from_a_bad_file_or_another_architecture_is_one_clear_error(tiny_data, tmp_path, capsys):
+    config = tiny_config(tmp_path, tiny_data)
+    noise = tmp_path / "noise.ckpt"
+    noise.write_bytes(b"\x01\x02 not a checkpoint")
+    for path, message in ((tmp_path / "missing.ckpt", "does not exist"), (noise, "it is not a PyTorch file")):
+        assert main(["fit", "--config", str(config), f"--ckpt_path={path}"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and str(path) in err and "Traceback" not in err
+    cli_main(["fit", "--config", str(config)])  # a real checkpoint of the tiny architecture
+    ckpt = tmp_path / "ckpt/last.ckpt"
+    wider = {"class_path": TINY_GEN["class_path"], "init_args": {**TINY_VIT, "head_dim": 32}}
+    other = tiny_config(tmp_path / "other", tiny_data, gen_ab=wider, gen_ba=wider)
+    before = ckpt.read_bytes()
+    assert main(["fit", "--config", str(other), f"--ckpt_path={ckpt}"]) == 2
+    err = capsys.readouterr().err
+    assert f"--ckpt_path {ckpt} was trained with other networks (gen_ab, gen_ba)" in err
+    assert ckpt.read_bytes() == before
+
+
+def test_changed_hyperparameters_on_resume_are_applied_and_said(tiny_data, tmp_path, capsys):
+    config = tiny_config(tmp_path, tiny_data)
+    cli_main(["fit", "--config", str(config)])
+    resumed = cli_main(["fit", "--config", str(config), "--trainer.max_epochs=2", "--model.lambda_cycle=20",
+                        "--model.gan_loss=hinge", f"--ckpt_path={tmp_path / 'ckpt/last.ckpt'}"])
+    assert resumed.model.hparams.lambda_cycle == 20 and resumed.model.hparams.gan_loss == "hinge"
+    assert resumed.trainer.global_step == 16  # it did resume: 2 epochs of 4 batches in all
+    err = capsys.readouterr().err
+    assert "lambda_cycle: 5.0 -> 20.0" in err and "gan_loss: lsgan -> hinge" in err

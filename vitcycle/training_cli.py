@@ -2,10 +2,46 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from typing import Any
+
 from pytorch_lightning.cli import LightningCLI
 
 from vitcycle.data import UnpairedImageDataModule
+from vitcycle.errors import VitcycleError
 from vitcycle.module import CycleGAN
+
+NETWORKS = ("gen_ab", "gen_ba", "disc_a", "disc_b")
+LIGHTNING_CKPT_KEYWORDS = ("last", "best", "hpc", "registry")
+
+
+def _differs(saved: Any, given: Any) -> bool:
+    """Whether two hyperparameter values differ; dicts only on the keys both have (an older
+    checkpoint lacks options added since, which then had their defaults)."""
+    if isinstance(saved, dict) and isinstance(given, dict):
+        return any(_differs(saved[k], given[k]) for k in saved.keys() & given.keys())
+    return json.dumps(saved, default=str) != json.dumps(given, default=str)  # tuples and lists compare equal
+
+
+def check_resume(path: str, given: dict) -> list[str]:
+    """The resume policy for `fit --ckpt_path`: the checkpoint must be readable (read safely) and
+    of the architecture the config gives; any other hyperparameter the config changes is applied,
+    and returned as "name: old -> new" lines so that the change is said, not silent."""
+    from vitcycle.inference import safe_load
+
+    ckpt = safe_load(path, hint="pass a .ckpt written by `vitcycle fit` to --ckpt_path")
+    saved = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    if not isinstance(saved, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        raise VitcycleError(f"--ckpt_path {path} is not a checkpoint of `vitcycle fit` (no hyper_parameters/state_dict)")
+    nets = [k for k in NETWORKS if k in saved and k in given and _differs(saved[k], given[k])]
+    if nets:
+        raise VitcycleError(
+            f"--ckpt_path {path} was trained with other networks ({', '.join(nets)}) than the --config given; "
+            "resume with the config it was trained with"
+        )
+    return [f"{k}: {saved[k]} -> {given[k]}" for k in sorted(given.keys() & saved.keys())
+            if k not in NETWORKS and not k.startswith("_") and _differs(saved[k], given[k])]
 
 
 class VitCycleCLI(LightningCLI):
@@ -24,6 +60,20 @@ class VitCycleCLI(LightningCLI):
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("auto_configure_optimizers", False)
         super().__init__(CycleGAN, UnpairedImageDataModule, *args, **kwargs)
+
+    def _parse_ckpt_path(self) -> None:
+        """Replaces LightningCLI's, which overwrites the given config with the checkpoint's
+        hyperparameters, so that a resume silently trained the checkpoint's networks and dropped
+        changed flags. Here: another architecture is refused, other changes are applied and said."""
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not ckpt_path or ckpt_path in LIGHTNING_CKPT_KEYWORDS:
+            return
+        changes = check_resume(ckpt_path, self.config[subcommand]["model"].as_dict())
+        if changes:
+            print(f"resuming {ckpt_path} with these hyperparameters changed by the config or flags:", file=sys.stderr)
+            for line in changes:
+                print(f"  {line}", file=sys.stderr)
 
 
 class PretrainCLI(LightningCLI):
