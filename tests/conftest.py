@@ -52,14 +52,18 @@ def selfie2anime() -> Path:
     return SELFIE2ANIME
 
 
+def _synthetic(out: Path, n_train: int, n_val: int) -> Path:
+    """The built-in data set at 32 px (seed 0) in `out`."""
+    from vitcycle.synthetic import make_synthetic_dataset
+
+    make_synthetic_dataset(out, n_train=n_train, n_val=n_val, size=32, seed=0)
+    return out
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     """The built-in data set at 32 px: 16 training images per domain, 8 validation pairs."""
-    from vitcycle.synthetic import make_synthetic_dataset
-
-    out = tmp_path_factory.mktemp("synthetic")
-    make_synthetic_dataset(out, n_train=16, n_val=8, size=32, seed=0)
-    return out
+    return _synthetic(tmp_path_factory.mktemp("synthetic"), n_train=16, n_val=8)
 
 
 @pytest.fixture(scope="session")
@@ -77,11 +81,7 @@ def tiny_ckpt(tiny_data, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def judge_data(tmp_path_factory) -> Path:
     """The built-in data at 32 px with enough faces for a judge: 150 per domain, 30 held-out pairs."""
-    from vitcycle.synthetic import make_synthetic_dataset
-
-    out = tmp_path_factory.mktemp("judge_data")
-    make_synthetic_dataset(out, n_train=150, n_val=30, size=32, seed=0)
-    return out
+    return _synthetic(tmp_path_factory.mktemp("judge_data"), n_train=150, n_val=30)
 
 
 @pytest.fixture(scope="session")

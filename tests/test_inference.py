@@ -373,12 +373,17 @@ def test_cli_translate_grid(tmp_path: Path, ckpt: Path) -> None:
     np.testing.assert_array_equal(grid[:, :30], read_rgb(src))  # left: the input
 
 
-def test_cli_translate_video_keeps_fps_and_frame_count(tmp_path: Path, ckpt: Path) -> None:
-    src = tmp_path / "clip.mp4"
-    writer = cv2.VideoWriter(str(src), cv2.VideoWriter_fourcc(*"mp4v"), 12.0, (40, 24))
-    for i in range(10):
+def write_video(path: Path, frames: int) -> Path:
+    """A 40x24 mp4 at 12 fps whose frame i is flat gray 20 * i."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 12.0, (40, 24))
+    for i in range(frames):
         writer.write(np.full((24, 40, 3), 20 * i, np.uint8))
     writer.release()
+    return path
+
+
+def test_cli_translate_video_keeps_fps_and_frame_count(tmp_path: Path, ckpt: Path) -> None:
+    src = write_video(tmp_path / "clip.mp4", 10)
     out = tmp_path / "out"
     assert main(["translate", "--ckpt", str(ckpt), "--input", str(src), "--output", str(out), "--batch-size", "4", "--device", "cpu"]) == 0
     cap = cv2.VideoCapture(str(out / "clip.mp4"))
@@ -464,11 +469,7 @@ def test_tiny_ckpt_from_a_real_fit(request: pytest.FixtureRequest) -> None:
 
 
 def test_a_video_without_decodable_frames_keeps_an_existing_output(tmp_path: Path, ckpt: Path, monkeypatch, capsys) -> None:
-    src = tmp_path / "clip.mp4"
-    writer = cv2.VideoWriter(str(src), cv2.VideoWriter_fourcc(*"mp4v"), 12.0, (40, 24))
-    for i in range(3):
-        writer.write(np.full((24, 40, 3), 20 * i, np.uint8))
-    writer.release()
+    src = write_video(tmp_path / "clip.mp4", 3)
     out = tmp_path / "out.mp4"
     out.write_bytes(b"yesterday's result")
     # frames that all fail to decode: the writer sees none
