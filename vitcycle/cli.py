@@ -1,7 +1,7 @@
 """The `vitcycle` command.
 
-`fit` and `validate` are LightningCLI subcommands (every hyperparameter is a
-YAML key or a flag). The other subcommands (`data`, `translate`, `eval`, `export`) are plain
+`fit`, `validate` and `pretrain` are LightningCLI subcommands (every hyperparameter is a
+YAML key or a flag). The other subcommands (`data`, `judge`, `translate`, `eval`, `export`) are plain
 argparse commands that call library functions; heavy imports happen inside them so that
 `vitcycle --help` stays fast.
 """
@@ -217,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--ext", default=None, help="write images with this extension (e.g. png) instead of the input's")
     tr.set_defaults(func=_cmd_translate)
 
-    ev = sub.add_parser("eval", help="FID/KID of both directions and paired metrics of a checkpoint")
+    ev = sub.add_parser("eval", help="FID/KID, paired metrics and the judge's domain score of a checkpoint")
     ev.add_argument("--ckpt", required=True, help="checkpoint (.ckpt) written by `vitcycle fit`")
     ev.add_argument("--test-a", required=True, help="folder of domain-A test images (recursive), or a .txt file list")
     ev.add_argument("--test-b", required=True, help="folder of domain-B test images (recursive), or a .txt file list")
