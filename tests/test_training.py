@@ -279,7 +279,7 @@ def test_warm_up_ramps_the_learning_rates_and_the_identity_weight_fades(tiny_dat
     assert opt_gen.param_groups[0]["lr"] == pytest.approx(6e-4 * 4 / 8)
     assert opt_disc.param_groups[0]["lr"] == pytest.approx(4e-4 * 4 / 8)
     assert weights == pytest.approx([0.5, 0.375, 0.25, 0.125])
-    assert "loss/idt_a" in cli.trainer.logged_metrics or cli.trainer.global_step == 8
+    assert cli.trainer.global_step == 8  # 4 batches: the warm-up (8 batches) was still running
 
 
 def test_negative_warm_up_or_fade_is_refused():

@@ -86,6 +86,11 @@ def read_file_list(path: str | os.PathLike) -> list[Path]:
     return files
 
 
+def listed_files(lists: Sequence[str | os.PathLike]) -> set[Path]:
+    """The resolved paths of every image named by the file lists `lists` (e.g. a held-out split)."""
+    return {f.resolve() for listed in lists for f in read_file_list(listed)}
+
+
 def write_file_list(files: Sequence[str | os.PathLike], path: str | os.PathLike) -> Path:
     """Write `files` as a file list (paths relative to the list's folder), readable by `read_file_list`."""
     path = Path(path)
@@ -666,7 +671,7 @@ class UnpairedImageDataModule(pl.LightningDataModule):
         files_a = _list_folder(self.dir_a, "dir_a")
         files_b = _list_folder(self.dir_b, "dir_b")
         if self.exclude:
-            held_out = {f.resolve() for listed in self.exclude for f in read_file_list(listed)}
+            held_out = listed_files(self.exclude)
             files_a = [f for f in files_a if f.resolve() not in held_out]
             files_b = [f for f in files_b if f.resolve() not in held_out]
             if not files_a or not files_b:

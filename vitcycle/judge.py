@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vitcycle.data import find_images, read_file_list, read_image, to_tensor
+from vitcycle.data import find_images, listed_files, read_image, to_tensor
 from vitcycle.errors import VitcycleError
 from vitcycle.outputs import replaced_atomically
 
@@ -230,7 +230,7 @@ def fit_judge(
     if steps < 1 or batch_size < 2:
         raise JudgeError(f"steps ({steps}) must be >= 1 and batch_size ({batch_size}) >= 2")
     started = time.perf_counter()
-    held_out = {f.resolve() for listed in holdout for f in read_file_list(listed)}
+    held_out = listed_files(holdout)
     images = {side: _load_folder(folder, held_out, size) for side, folder in (("a", dir_a), ("b", dir_b))}
     rng = torch.Generator().manual_seed(seed)
     train, val = {}, {}
