@@ -124,17 +124,32 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     return {k: v["images"] if k.endswith("_extra_state") else v for k, v in state.items()}
 
 
-def test_resume_gives_the_same_weights_as_a_straight_run(tiny_data, tmp_path):
+def _with_workers(config: Path, num_workers: int) -> Path:
+    data = yaml.safe_load(config.read_text())
+    data["data"]["num_workers"] = num_workers
+    config.write_text(yaml.safe_dump(data))
+    return config
+
+
+@pytest.mark.parametrize(
+    ("num_workers", "first_steps", "where"),
+    [(0, 16, "at an epoch end"), (2, 16, "at an epoch end, two workers"), (2, 12, "mid-epoch, two workers")],
+)
+def test_resume_gives_the_same_weights_as_a_straight_run(tiny_data, tmp_path, num_workers, first_steps, where):
+    """4 batches an epoch, 2 optimizer steps a batch: 16 steps end epoch 2, 12 stop in its middle."""
     straight, first_half = tmp_path / "straight", tmp_path / "half"
-    cli_main(["fit", "--config", str(tiny_config(straight, tiny_data)), "--trainer.max_epochs=2"])
-    cli_main(["fit", "--config", str(tiny_config(first_half, tiny_data)), "--trainer.max_epochs=1"])
-    resumed = cli_main(["fit", "--config", str(tiny_config(first_half, tiny_data)), "--trainer.max_epochs=2",
-                        f"--ckpt_path={first_half / 'ckpt/last.ckpt'}"])
-    assert resumed.trainer.global_step == 16  # 4 batches x 2 optimizer steps x 2 epochs
+    total = ["--trainer.max_steps=28", "--trainer.max_epochs=10"]  # the resumed run crosses an epoch end
+    cli_main(["fit", "--config", str(_with_workers(tiny_config(straight, tiny_data), num_workers)), *total])
+    half_config = _with_workers(tiny_config(first_half, tiny_data), num_workers)
+    cli_main(["fit", "--config", str(half_config), f"--trainer.max_steps={first_steps}", "--trainer.max_epochs=10"])
+    loader_state = torch.load(first_half / "ckpt/last.ckpt", weights_only=True)["loops"]["fit_loop"]["state_dict"]
+    assert loader_state["combined_loader"] == [{"epoch": 1, "batches": first_steps // 2 - 4}], where
+    resumed = cli_main(["fit", "--config", str(half_config), *total, f"--ckpt_path={first_half / 'ckpt/last.ckpt'}"])
+    assert resumed.trainer.global_step == 28
     a, b = _weights(straight / "ckpt/last.ckpt"), _weights(first_half / "ckpt/last.ckpt")
     assert a.keys() == b.keys()
     differing = [k for k in a if not torch.equal(a[k], b[k])]
-    assert not differing, differing[:5]
+    assert not differing, (where, differing[:5])
 
 
 def test_non_finite_loss_stops_training_with_a_clear_message(tmp_path):

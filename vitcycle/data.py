@@ -492,39 +492,92 @@ class UnpairedImageFolder(Dataset):
 
 
 class EpochShuffleSampler(Sampler[int]):
-    """All indices in an order seeded by (seed, dataset epoch).
+    """All indices in an order seeded by (seed, dataset epoch), less the first `skip` of them.
 
-    The epoch lives in the dataset: `set_epoch` (called by Lightning at every epoch start) and
-    `dataset.set_epoch` are the same thing.
+    The epoch lives in the dataset (ResumableLoader or `UnpairedImageDataModule.set_epoch` sets
+    it); there is no `set_epoch` here on purpose, so Lightning's own epoch value, which runs one
+    ahead after a resume, is not applied. `skip` (set by ResumableLoader after a mid-epoch resume)
+    drops the indices the checkpoint had already trained on, for one pass.
     """
 
     def __init__(self, dataset: UnpairedImageFolder, seed: int = 0):
         self.dataset = dataset
         self.seed = seed
-
-    def set_epoch(self, epoch: int) -> None:
-        self.dataset.set_epoch(epoch)
+        self.skip = 0
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __iter__(self) -> Iterator[int]:
         rng = np.random.default_rng([self.seed, self.dataset.epoch, 0])
-        return iter(rng.permutation(len(self.dataset)).tolist())
+        skip, self.skip = self.skip, 0
+        return iter(rng.permutation(len(self.dataset)).tolist()[skip:])
 
 
 class EpochDistributedSampler(DistributedSampler):
     """DistributedSampler that shares its epoch with the dataset (pairing and augmentations).
 
-    Lightning keeps a DistributedSampler it is given, so the dataset learns the epoch under DDP too.
+    Lightning keeps a DistributedSampler it is given (so it does not add its own). The epoch is
+    the dataset's, as in EpochShuffleSampler, and `set_epoch` is ignored for the same reason;
+    `skip` as there, counted in this rank's indices.
     """
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.skip = 0
+
     def set_epoch(self, epoch: int) -> None:
-        super().set_epoch(epoch)
-        self.dataset.set_epoch(epoch)
+        """Ignored: the epoch is the dataset's (see the class docstring)."""
 
     def __iter__(self) -> Iterator[int]:
-        self.epoch = self.dataset.epoch  # also follows UnpairedImageDataModule.set_epoch
+        self.epoch = self.dataset.epoch
+        skip, self.skip = self.skip, 0
+        return iter(list(super().__iter__())[skip:])
+
+
+class ResumableLoader(DataLoader):
+    """The training DataLoader: each epoch is the trainer's, and a resume goes on where it stopped.
+
+    Lightning saves `state_dict()` in every checkpoint and hands it back to `load_state_dict` on
+    resume (its protocol for stateful loaders). Two things make the resumed run see the batches of
+    a straight one:
+    - the epoch of the pairing, shuffle and augmentations is the checkpoint's on the first pass
+      after a resume and `trainer.current_epoch` afterwards: the value Lightning passes to
+      `set_epoch` runs one ahead after a resume;
+    - after a resume in the middle of an epoch, the batches the checkpoint had trained on are
+      skipped (their indices, so nothing is decoded for them).
+    Without a trainer (plain loops) it is a DataLoader; `UnpairedImageDataModule.set_epoch` picks
+    the epoch.
+    """
+
+    def __init__(self, *args, trainer: pl.Trainer | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.trainer = trainer
+        self._resume: dict[str, int] | None = None
+
+    def state_dict(self) -> dict[str, int]:
+        """The epoch and the number of its batches trained on so far."""
+        trainer = self.trainer
+        if trainer is None:
+            return {"epoch": self.dataset.epoch, "batches": 0}
+        # `processed` counts the batches whose step ran, also when a checkpoint is written from
+        # on_train_batch_end (where `completed` lags one behind).
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"epoch": trainer.current_epoch, "batches": done}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resume = {"epoch": int(state["epoch"]), "batches": int(state["batches"])}
+
+    def __iter__(self):
+        resume, self._resume = self._resume, None
+        if resume is not None:  # the first epoch after a resume: where the checkpoint stopped
+            epoch, done = resume["epoch"], resume["batches"]
+            if done >= len(self):  # it stopped at the end of an epoch: the next one
+                epoch, done = epoch + 1, 0
+            self.dataset.set_epoch(epoch)
+            self.sampler.skip = done * self.batch_size  # whole batches (the last incomplete one is dropped)
+        elif self.trainer is not None:
+            self.dataset.set_epoch(self.trainer.current_epoch)
         return super().__iter__()
 
 
@@ -720,8 +773,11 @@ class UnpairedImageDataModule(pl.LightningDataModule):
             self.setup("fit")
         self.train_set.set_epoch(epoch)
 
-    def _loader(self, dataset: UnpairedImageFolder, sampler: Sampler[int], drop_last: bool) -> DataLoader:
-        return DataLoader(
+    def _loader(
+        self, dataset: UnpairedImageFolder, sampler: Sampler[int], drop_last: bool, loader: type[DataLoader] = DataLoader,
+        **kwargs,
+    ) -> DataLoader:
+        return loader(
             dataset,
             batch_size=self.batch_size,
             sampler=sampler,
@@ -730,6 +786,7 @@ class UnpairedImageDataModule(pl.LightningDataModule):
             pin_memory=torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
             worker_init_fn=_worker_init,
+            **kwargs,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -755,7 +812,7 @@ class UnpairedImageDataModule(pl.LightningDataModule):
         else:
             sampler = EpochShuffleSampler(self.train_set, seed=self.seed)
         drop_last = len(self.train_set) >= self.batch_size * world_size
-        return self._loader(self.train_set, sampler, drop_last)
+        return self._loader(self.train_set, sampler, drop_last, ResumableLoader, trainer=trainer)
 
     def val_dataloader(self) -> DataLoader | list:
         """Deterministic order; an empty list (no validation) when there is no validation set."""
