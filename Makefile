@@ -51,7 +51,6 @@ pretrain-quickstart: install
 
 # A held-out split, a judge (kept and reused), 22 minutes of training, the domain-score table and a grid.
 selfie2anime-cpu: install
-	@test ! -e $(S2A_RUN)/checkpoints/last.ckpt || { echo "$(S2A_RUN)/checkpoints/last.ckpt exists: move $(S2A_RUN)/checkpoints away to train again"; exit 2; }
 	$(VITCYCLE) data split --dir-a $(S2A)/trainA --dir-b $(S2A)/trainB --out $(S2A_RUN)/split --n-test 200 --seed 0
 	test -f $(S2A_RUN)/judge.pt || $(VITCYCLE) judge fit --dir-a $(S2A)/trainA --dir-b $(S2A)/trainB \
 		--holdout $(S2A_TEST) --out $(S2A_RUN)/judge.pt

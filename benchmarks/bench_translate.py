@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from vitcycle.data import find_images, read_image
+from vitcycle.imageio import find_images, read_image
 from vitcycle.inference import Translator
 from vitcycle.models import vit_small_p16
 

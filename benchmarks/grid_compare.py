@@ -15,8 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vitcycle.data import read_image
-from vitcycle.inference import write_image
+from vitcycle.imageio import read_image, write_image
 
 
 def main() -> None:

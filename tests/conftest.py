@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -93,3 +95,22 @@ def judge_file(judge_data, tmp_path_factory) -> Path:
 
     judge, summary = fit_judge(judge_data / "trainA", judge_data / "trainB", seed=0, **JUDGE_ARGS)
     return save_judge(judge, summary, tmp_path_factory.mktemp("judge") / "judge.pt")
+
+
+@pytest.fixture
+def forged_png() -> Callable[[Path, int, int], Path]:
+    """Write a PNG whose header claims width x height but holds one tiny row: no real decode."""
+
+    def write(path: Path, width: int = 20000, height: int = 20000) -> Path:
+        def chunk(kind: bytes, data: bytes) -> bytes:
+            return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+        header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(
+            b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 16))
+            + chunk(b"IEND", b"")
+        )
+        return path
+
+    return write

@@ -15,16 +15,9 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import DistributedSampler
 
-from vitcycle.data import (
-    IMAGE_EXTENSIONS,
-    DataError,
-    ImageReadError,
-    UnpairedImageDataModule,
-    UnpairedImageFolder,
-    find_images,
-    read_image,
-)
-from vitcycle.errors import VitcycleError
+from vitcycle.data import UnpairedImageDataModule, UnpairedImageFolder
+from vitcycle.errors import DataError, ImageReadError, ImageTooLargeError, VitcycleError
+from vitcycle.imageio import IMAGE_EXTENSIONS, find_images, read_image
 
 
 def _code(x: torch.Tensor) -> int:
@@ -580,3 +573,19 @@ def test_real_selfie2anime_batches(selfie2anime):
     val = next(iter(dm.val_dataloader()))
     assert val["a"].shape == (2, 3, 64, 64)
     assert isinstance(dm.val_set, UnpairedImageFolder) and dm.val_set.mode == "cycle"
+
+
+def test_an_image_over_max_pixels_is_refused_from_its_header(tmp_path, make_images, forged_png):
+    big = forged_png(tmp_path / "A" / "huge.png", 20000, 20000)
+    with pytest.raises(ImageTooLargeError, match=r"huge\.png: 20000x20000 is 400\.0 megapixels, over the limit of 40") as err:
+        read_image(big)
+    assert (err.value.width, err.value.height) == (20000, 20000)
+    with pytest.raises(ImageReadError, match="not a decodable PNG"):  # a higher limit lets the header through
+        read_image(big, max_pixels=1e9)
+    make_images(tmp_path / "A", 3)
+    make_images(tmp_path / "B", 3)
+    dm = _dm(tmp_path, batch_size=1)
+    index = dm.train_set.files[0].index(big)
+    with pytest.warns(UserWarning, match=r"huge\.png: 20000x20000 .* with max_pixels"):
+        item = dm.train_set[index]
+    assert item["a"].shape == (3, 32, 32) and dm.num_skipped == 1

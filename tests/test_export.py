@@ -82,3 +82,22 @@ def test_missing_onnx_packages_say_how_to_install(ckpt: Path, tmp_path: Path, mo
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now raises ImportError
     assert main(["export", "--ckpt", str(ckpt), "--format", "onnx", "--out", str(tmp_path / "g.onnx")]) == 2
     assert "pip install 'vitcycle[export]'" in capsys.readouterr().err
+
+
+def test_export_into_an_unwritable_place_is_one_line_before_any_work(ckpt: Path, tmp_path: Path, capsys) -> None:
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    for out in (a_file / "g.pt", Path("/proc/vitcycle_export.pt"), tmp_path):  # a file as folder; read-only; a folder
+        assert main(["export", "--ckpt", str(ckpt), "--format", "torchscript", "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"vitcycle export: error: --out {out} ")
+        assert "Traceback" not in err[0]
+    assert a_file.read_text() == "not a folder" and sorted(tmp_path.iterdir()) == [a_file]
+
+
+def test_export_says_it_replaces_an_existing_output(ckpt: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "g.pt"
+    out.write_bytes(b"an earlier export")
+    assert main(["export", "--ckpt", str(ckpt), "--format", "torchscript", "--out", str(out)]) == 0
+    assert f"{out} exists and will be replaced" in capsys.readouterr().err
+    assert out.read_bytes()[:2] == b"PK" and sorted(tmp_path.iterdir()) == [out]  # a TorchScript zip

@@ -353,6 +353,19 @@ def test_cli_translate_pixel_limit_skips(tmp_path: Path, ckpt: Path, capsys) -> 
     assert not (tmp_path / "o/big.png").exists() and (tmp_path / "o/small.png").exists()
 
 
+def test_cli_translate_forged_huge_header_is_skipped_by_its_true_size(tmp_path: Path, ckpt: Path, forged_png, capsys) -> None:
+    src = tmp_path / "in"
+    forged_png(src / "huge.png", 20000, 20000)
+    write_png(src / "small.png", smooth_image(10, 10))
+    args = ["translate", "--ckpt", str(ckpt), "--input", str(src), "--output", str(tmp_path / "o"), "--device", "cpu"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "translated 1, skipped 1" in captured.out
+    assert "huge.png: 20000x20000 is over --max-pixels 40000000" in captured.err
+    assert main([*args, "--max-pixels", "1e9"]) == 0  # the limit is raised: the header passes, decoding fails
+    assert "huge.png: not a decodable PNG file" in capsys.readouterr().err
+
+
 def test_cli_translate_refuses_output_inside_input_and_overwrite(tmp_path: Path, ckpt: Path, capsys) -> None:
     src = tmp_path / "in"
     image = write_png(src / "a.png", smooth_image(16, 16))

@@ -12,8 +12,10 @@ import torch
 from tiny import JUDGE_ARGS, tiny_config
 
 from vitcycle.cli import cli_main, main
-from vitcycle.data import DataError, UnpairedImageDataModule, find_images, read_file_list, read_image
+from vitcycle.data import UnpairedImageDataModule
 from vitcycle.domain_score import layout_ssim
+from vitcycle.errors import DataError
+from vitcycle.imageio import find_images, read_file_list, read_image
 from vitcycle.inference import CheckpointError
 from vitcycle.judge import (
     NEITHER,
@@ -200,3 +202,18 @@ def test_eval_refuses_to_write_onto_its_inputs(judge_data, judge_file, tiny_ckpt
         assert code == 2
         assert f"{flag} {target} is a file this command reads" in capsys.readouterr().err
         assert Path(target).read_bytes() == before
+
+
+def test_eval_into_an_unwritable_place_is_one_line_and_replacing_is_said(judge_data, judge_file, tiny_ckpt, tmp_path, capsys):
+    lists = make_split(judge_data / "valA", judge_data / "valB", tmp_path / "split", n_test=4, seed=0)
+    args = ["eval", "--ckpt", str(tiny_ckpt), "--test-a", str(lists[0]), "--test-b", str(lists[1]),
+            "--judge", str(judge_file), "--no-fid-kid"]
+    for flag in ("--out", "--grid"):
+        code = main([*args, flag, "/proc/vitcycle_eval.out"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and err[-1].startswith(f"vitcycle eval: error: {flag} /proc/vitcycle_eval.out cannot be written")
+    report = tmp_path / "report.json"
+    report.write_text("{}")
+    assert main([*args, "--out", str(report)]) == 0
+    assert f"{report} exists and will be replaced" in capsys.readouterr().err
+    assert "domain" in json.loads(report.read_text())

@@ -16,7 +16,7 @@ from tiny import write_checkpoint
 from torch import nn
 
 from vitcycle.cli import main
-from vitcycle.data import read_image
+from vitcycle.imageio import read_image
 from vitcycle.metrics import (
     InceptionWeightsError,
     PairedMetrics,

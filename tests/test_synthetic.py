@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from vitcycle.cli import main
-from vitcycle.data import DataError, UnpairedImageDataModule, find_images, read_image
+from vitcycle.data import UnpairedImageDataModule
+from vitcycle.errors import DataError
+from vitcycle.imageio import find_images, read_image
 from vitcycle.synthetic import face_for, make_synthetic_dataset, render_anime, render_photo, save_pair_grid
 
 N = 12

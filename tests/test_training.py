@@ -171,6 +171,42 @@ def test_cli_reports_user_errors_in_one_line(tmp_path, capsys):
     assert err[-1].startswith("vitcycle fit: error:") and "nope" in err[-1]
 
 
+def test_checkpoints_follow_default_root_dir_and_a_new_run_never_overwrites_them(tiny_data, tmp_path, capsys):
+    config = yaml.safe_load(tiny_config(tmp_path, tiny_data).read_text())
+    del config["trainer"]["logger"]  # as the shipped configs: Lightning's logger, checkpoint callbacks without dirpath
+    for callback in config["trainer"]["callbacks"]:
+        callback["init_args"].pop("dirpath", None)
+    path = tmp_path / "shipped_like.yaml"
+    path.write_text(yaml.safe_dump(config))
+    root = tmp_path / "elsewhere"
+    args = ["fit", "--config", str(path), f"--trainer.default_root_dir={root}"]
+    assert main(args) == 0
+    last = root / "checkpoints/last.ckpt"
+    assert last.is_file() and list((root / "lightning_logs/version_0").glob("events.out.tfevents.*"))
+    assert not (tmp_path / "run/checkpoints").exists()  # the config's own default_root_dir is not used
+    before = last.read_bytes()
+    assert main(args) == 2  # a second fresh run into the same folder
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"vitcycle fit: error: {root / 'checkpoints'} already holds checkpoints (")
+    assert f"resume with --ckpt_path {last}" in err
+    assert last.read_bytes() == before
+    assert main([*args, "--trainer.max_epochs=2", f"--ckpt_path={last}"]) == 0  # resuming writes there
+    assert torch.load(last, weights_only=True)["epoch"] == 1
+
+
+def test_a_folder_of_only_corrupt_images_is_one_line_from_a_worker(tiny_data, tmp_path, capsys):
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    for k in range(4):
+        (corrupt / f"{k}.png").write_bytes(b"not a png")
+    config = _with_workers(tiny_config(tmp_path, tiny_data), 1)  # the error is raised in a worker process
+    code = main(["fit", "--config", str(config), f"--data.dir_a={corrupt}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1] == f"vitcycle fit: error: none of the 4 images of domain A can be read (folder(s): {corrupt})"
+    assert not any("Traceback" in line or "Caught" in line for line in err)
+
+
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch build has no torch.distributed")
 def test_ddp_with_two_cpu_processes(tiny_data, tmp_path):
     config = tiny_config(tmp_path, tiny_data)

@@ -62,8 +62,14 @@ def _cmd_judge_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _say_replaced(paths: Sequence[object]) -> None:
+    """Outputs are replaced (atomically, once complete) when they exist: say so before the work."""
+    for path in paths:
+        print(f"{path} exists and will be replaced", file=sys.stderr)
+
+
 def _cmd_translate(args: argparse.Namespace) -> int:
-    from vitcycle.data import read_image
+    from vitcycle.imageio import read_image
     from vitcycle.inference import PathTranslator, Translator, one_line_warnings, plan_translation
 
     if args.paste_back and not args.face_crop:
@@ -72,6 +78,9 @@ def _cmd_translate(args: argparse.Namespace) -> int:
         raise VitcycleError(f"--size {args.size} must be a positive number of pixels")
     with one_line_warnings("vitcycle translate"):
         jobs = plan_translation(args.input, args.output, ext=args.ext)  # path errors before the model loads
+        existing = [job.dst for job in jobs if job.dst.exists()]
+        if existing:
+            print(f"{len(existing)} output file(s) exist and will be replaced, e.g. {existing[0]}", file=sys.stderr)
         style = read_image(args.style) if args.style else None
         translator = Translator.from_checkpoint(
             args.ckpt, direction=args.direction, use_ema=not args.no_ema, device=args.device
@@ -84,7 +93,7 @@ def _cmd_translate(args: argparse.Namespace) -> int:
             paste_back=args.paste_back,
             style=style,
             grid=args.grid,
-            max_pixels=args.max_pixels,
+            **({"max_pixels": args.max_pixels} if args.max_pixels is not None else {}),
         )
         summary = runner.run(jobs)
     print(f"translated {len(summary.translated)}, skipped {len(summary.skipped)} (output: {args.output})")
@@ -96,15 +105,15 @@ def _cmd_translate(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from vitcycle.data import find_images
+    from vitcycle.imageio import find_images
     from vitcycle.inference import one_line_warnings
     from vitcycle.metrics import format_report, run_eval, write_report
-    from vitcycle.outputs import refuse_inputs_as_outputs
+    from vitcycle.outputs import check_outputs
 
     out = Path(args.out) if args.out else Path(args.ckpt).with_suffix(".eval.json")
     tests = [p for folder in (args.test_a, args.test_b) if Path(folder).exists() for p in [Path(folder), *find_images(folder)]]
     read = [args.ckpt, *tests, *(p for p in (args.judge, args.pairs) if p)]
-    refuse_inputs_as_outputs({"--out": out, "--grid": args.grid}, read)  # before any work
+    _say_replaced(check_outputs({"--out": out, "--grid": args.grid}, read))  # before any work
     with one_line_warnings("vitcycle eval"):
         report = run_eval(
             args.ckpt,
@@ -135,11 +144,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from vitcycle.export import default_output, export_generator
     from vitcycle.inference import Translator, one_line_warnings
-    from vitcycle.outputs import refuse_inputs_as_outputs
+    from vitcycle.outputs import check_outputs
 
     with one_line_warnings("vitcycle export"):
         out = args.out or default_output(args.ckpt, args.format, args.direction)
-        refuse_inputs_as_outputs({"--out": out}, [args.ckpt])  # before any work
+        _say_replaced(check_outputs({"--out": out}, [args.ckpt]))  # before any work
         translator = Translator.from_checkpoint(args.ckpt, direction=args.direction, use_ema=not args.no_ema, device="cpu")
         result = export_generator(
             translator, out, fmt=args.format, size=args.size, dynamic=args.dynamic, atol=args.atol
@@ -213,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--no-ema", action="store_true", help="use the raw generator weights instead of the EMA ones")
     tr.add_argument("--style", metavar="REF", default=None, help="style reference image (generators with a style encoder)")
     tr.add_argument("--grid", action="store_true", help="write input | output side by side")
-    tr.add_argument("--max-pixels", type=float, default=40e6, help="skip inputs with more pixels than this (default 40e6)")
+    tr.add_argument("--max-pixels", type=float, default=None, help="skip inputs with more pixels than this (default 40e6)")
     tr.add_argument("--ext", default=None, help="write images with this extension (e.g. png) instead of the input's")
     tr.set_defaults(func=_cmd_translate)
 
@@ -270,6 +279,16 @@ def cli_main(args: Sequence[str] | None = None):
     return VitCycleCLI(args=list(args) if args is not None else None)
 
 
+def _one_line(err: VitcycleError) -> str:
+    """The error's message. A DataLoader worker's error comes back as "Caught DataError in
+    DataLoader worker process 0. Original Traceback ...": its last line holds the message."""
+    text = str(err)
+    if "Original Traceback" in text:
+        last = text.rstrip().splitlines()[-1]  # "vitcycle.errors.DataError: <message>"
+        text = last.split(": ", 1)[1] if ": " in last else last
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `vitcycle` console script."""
     from_sys_argv = argv is None
@@ -278,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             cli_main(None if from_sys_argv else argv)
         except VitcycleError as err:
-            print(f"vitcycle {argv[0]}: error: {err}", file=sys.stderr)
+            print(f"vitcycle {argv[0]}: error: {_one_line(err)}", file=sys.stderr)
             return 2
         return 0
     parser = build_parser()
@@ -289,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except VitcycleError as err:
-        print(f"vitcycle {args.command}: error: {err}", file=sys.stderr)
+        print(f"vitcycle {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
 
 

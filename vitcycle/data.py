@@ -1,7 +1,6 @@
-"""Image reading, transforms and the unpaired two-folder data module.
+"""Transforms and the unpaired two-folder data module.
 
-`read_image` and `find_images` are the one way the project reads images (training, translate,
-eval). `UnpairedImageDataModule` turns two folders A and B into batches
+`UnpairedImageDataModule` turns two folders A and B into batches
 `{"a": (B, 3, H, W), "b": (B, 3, H, W)}` of float32 in [-1, 1], sampled as in CycleGAN: an epoch
 is max(|A|, |B|) items and the partner from the other folder is drawn at random. Every item is a
 pure function of (seed, epoch, index), so results do not depend on the number of workers or GPUs.
@@ -9,8 +8,6 @@ pure function of (seed, epoch, index), so results do not depend on the number of
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import random
 import warnings
@@ -24,270 +21,19 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from vitcycle.errors import VitcycleError
+from vitcycle.errors import DataError, ImageReadError, ImageTooLargeError
+from vitcycle.imageio import (
+    IMAGE_EXTENSIONS,
+    MAX_PIXELS,
+    find_images,
+    listed_files,
+    read_image,
+    read_pairs_manifest,
+    to_tensor,
+)
 
 if TYPE_CHECKING:
     import albumentations as A
-
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
-"""File name endings `find_images` collects (compared case-insensitively)."""
-
-_EXIF_ORIENTATION_TAG = 0x0112
-
-
-class DataError(VitcycleError):
-    """A data folder, manifest or data option is missing or unusable."""
-
-
-class ImageReadError(DataError):
-    """An image file cannot be read or decoded (missing, truncated, not an image)."""
-
-    def __init__(self, message: str, path: str | os.PathLike | None = None):
-        # One positional message argument, so DataLoader workers can re-raise it as this type.
-        super().__init__(message)
-        self.path = Path(path) if path is not None else None
-
-
-# ----------------------------------------------------------------------------------------------
-# Reading images
-
-
-def find_images(root: str | os.PathLike) -> list[Path]:
-    """All images under `root`, recursively and sorted; `root` itself if it is an image file; the
-    files it lists if it is a file list (.txt, as `vitcycle data split` writes; see `read_file_list`).
-
-    An image is a file whose name ends in one of IMAGE_EXTENSIONS (any case); see `find_files`.
-    """
-    if Path(root).suffix.lower() == FILE_LIST_SUFFIX and Path(root).is_file():
-        return read_file_list(root)
-    return find_files(root, IMAGE_EXTENSIONS)
-
-
-FILE_LIST_SUFFIX = ".txt"
-"""A file list: one image path per line, relative to the list's folder unless absolute."""
-
-
-def read_file_list(path: str | os.PathLike) -> list[Path]:
-    """The images listed in a .txt file, one per line (blank lines and "#" comments ignored).
-
-    Raises DataError if the list is missing or empty, or names a file that does not exist.
-    """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise DataError(f"file list {path} does not exist (expected a .txt file with one image path per line)")
-    lines = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()]
-    files = [path.parent / line for line in lines if line and not line.startswith("#")]
-    if not files:
-        raise DataError(f"file list {path} lists no images")
-    missing = [str(f) for f in files if not f.is_file()]
-    if missing:
-        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-        raise DataError(f"file list {path} names missing files: {', '.join(missing[:3])}{more}")
-    return files
-
-
-def listed_files(lists: Sequence[str | os.PathLike]) -> set[Path]:
-    """The resolved paths of every image named by the file lists `lists` (e.g. a held-out split)."""
-    return {f.resolve() for listed in lists for f in read_file_list(listed)}
-
-
-def write_file_list(files: Sequence[str | os.PathLike], path: str | os.PathLike) -> Path:
-    """Write `files` as a file list (paths relative to the list's folder), readable by `read_file_list`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [os.path.relpath(Path(f).resolve(), path.parent.resolve()) for f in files]
-    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
-    return path
-
-
-def find_files(root: str | os.PathLike, extensions: Sequence[str]) -> list[Path]:
-    """Files under `root` whose names end in one of `extensions` (lower case, with the dot; any case
-    matches), recursively and sorted; `root` itself if it is such a file.
-
-    Hidden files and folders (name starting with ".", e.g. macOS "._x.jpg" resource forks) are
-    skipped. Symlinked folders are followed once; broken or looping symlinked files are skipped with
-    a warning. Raises DataError if `root` does not exist.
-    """
-    root = Path(root)
-    if root.is_file():
-        return [root] if root.suffix.lower() in extensions else []
-    if not root.is_dir():
-        raise DataError(f"{root} does not exist (expected a folder, or a file ending in {' '.join(extensions)})")
-    found: list[Path] = []
-    seen: set[str] = set()
-    for folder, dirs, files in os.walk(root, followlinks=True):
-        real = os.path.realpath(folder)
-        if real in seen:  # a symlink loop or a folder linked twice
-            dirs[:] = []
-            continue
-        seen.add(real)
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        for f in files:
-            if f.startswith(".") or os.path.splitext(f)[1].lower() not in extensions:
-                continue
-            path = Path(folder, f)
-            if not os.path.isfile(path):  # a broken or looping symbolic link: nothing to read
-                warnings.warn(f"skipping {path}: a broken or looping symbolic link", stacklevel=2)
-                continue
-            found.append(path)
-    return sorted(found)
-
-
-def _sniff(head: bytes) -> str:
-    """The container format from the first bytes of a file ("" if unknown)."""
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    if head[:4] in (b"II*\x00", b"MM\x00*"):
-        return "tiff"
-    return ""
-
-
-def _jpeg_is_complete(buf: bytes) -> bool:
-    """True if the JPEG has an end-of-image marker after its first scan (not truncated)."""
-    if b"\xff\xd9" in buf[-32:]:
-        return True
-    # The EOI marker may be followed by padding or appended data: walk the segments to the
-    # first scan (skipping an EXIF thumbnail and its own EOI) and look for an EOI after it.
-    i = 2
-    while i + 4 <= len(buf):
-        if buf[i] != 0xFF:
-            return False
-        marker = buf[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-        elif marker == 0xDA:  # start of scan
-            return buf.rfind(b"\xff\xd9") > i
-        elif 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
-            i += 2
-        else:
-            i += 2 + int.from_bytes(buf[i + 2 : i + 4], "big")
-    return False
-
-
-def _is_truncated(kind: str, buf: bytes) -> bool:
-    """Cheap end-of-file checks; some OpenCV versions decode truncated files silently."""
-    if kind == "jpeg":
-        return not _jpeg_is_complete(buf)
-    if kind == "png":
-        return b"IEND" not in buf[-32:] and buf.rfind(b"IEND") < 0
-    if kind == "webp":
-        return int.from_bytes(buf[4:8], "little") + 8 > len(buf)
-    return False
-
-
-def _exif_orientation(buf: bytes) -> int:
-    """The EXIF orientation (1..8) stored in an encoded image, 1 if none."""
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(buf)) as im:
-            value = int(im.getexif().get(_EXIF_ORIENTATION_TAG, 1))
-    except Exception:  # unreadable EXIF never makes a readable image fail
-        return 1
-    return value if 1 <= value <= 8 else 1
-
-
-def _apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
-    """Rotate/flip an (H, W, C) array so that EXIF `orientation` becomes 1 (upright)."""
-    if orientation in (5, 6, 7, 8):
-        img = np.swapaxes(img, 0, 1)  # transpose: 5 is done; 6, 7, 8 need a flip
-        if orientation == 6:
-            img = img[:, ::-1]
-        elif orientation == 7:
-            img = img[::-1, ::-1]
-        elif orientation == 8:
-            img = img[::-1]
-    elif orientation == 2:
-        img = img[:, ::-1]
-    elif orientation == 3:
-        img = img[::-1, ::-1]
-    elif orientation == 4:
-        img = img[::-1]
-    return np.ascontiguousarray(img)
-
-
-def _to_uint8(img: np.ndarray) -> np.ndarray:
-    """Scale 16-bit or float images to uint8 (full range to full range)."""
-    if img.dtype == np.uint8:
-        return img
-    if img.dtype == np.uint16:
-        return np.round(img / 257.0).astype(np.uint8)  # 65535 -> 255
-    if np.issubdtype(img.dtype, np.floating):
-        return np.round(np.clip(np.nan_to_num(img), 0.0, 1.0) * 255.0).astype(np.uint8)
-    info = np.iinfo(img.dtype)
-    return np.round((img.astype(np.float64) - info.min) / (info.max - info.min) * 255).astype(np.uint8)
-
-
-def _bgr_any_to_rgb(img: np.ndarray) -> np.ndarray:
-    """An OpenCV IMREAD_UNCHANGED result (gray, gray+alpha, BGR, BGRA) as (H, W, 3) RGB uint8.
-
-    Transparent pixels are composited on white: the usual look of a transparent PNG, and
-    what a user sees in an image viewer.
-    """
-    img = _to_uint8(img)
-    if img.ndim == 2:
-        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
-    channels = img.shape[2]
-    if channels == 1:
-        return cv2.cvtColor(img[:, :, 0], cv2.COLOR_GRAY2RGB)
-    if channels == 2:  # gray + alpha
-        color, alpha = cv2.cvtColor(img[:, :, 0], cv2.COLOR_GRAY2RGB), img[:, :, 1]
-    elif channels == 4:
-        color, alpha = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB), img[:, :, 3]
-    else:
-        return cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2RGB)
-    if alpha.min() == 255:
-        return color
-    a = alpha.astype(np.float32)[:, :, None] / 255.0  # (H, W, 1)
-    return np.round(color * a + 255.0 * (1.0 - a)).astype(np.uint8)
-
-
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as an (H, W, 3) RGB uint8 array.
-
-    The format is decided by the file's content, not its name (PNG data named .jpg is fine).
-    EXIF orientation is applied. Grayscale, palette, 16-bit and float images become RGB uint8;
-    alpha is composited on a white background. Paths with non-ASCII characters work.
-
-    Raises:
-        ImageReadError: the file is missing, empty, truncated or not a decodable image;
-            the message names the file.
-    """
-    path = Path(path)
-    try:
-        data = np.fromfile(path, dtype=np.uint8)  # works for any path; cv2.imread does not
-    except OSError as err:
-        reason = err.strerror or str(err)
-        raise ImageReadError(f"cannot read image {path}: {reason}", path) from None
-    if data.size == 0:
-        raise ImageReadError(f"cannot read image {path}: the file is empty", path)
-    buf = data.tobytes()
-    kind = _sniff(buf[:16])
-    if _is_truncated(kind, buf):
-        raise ImageReadError(f"cannot read image {path}: the {kind.upper()} file is truncated", path)
-    try:
-        if kind == "jpeg":
-            # 8-bit, never alpha: IMREAD_COLOR applies EXIF orientation and converts gray/CMYK.
-            img = cv2.imdecode(data, cv2.IMREAD_COLOR)
-            rgb = None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-        else:
-            # IMREAD_UNCHANGED keeps alpha and 16-bit data but ignores EXIF orientation.
-            img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-            rgb = None if img is None or img.size == 0 else _bgr_any_to_rgb(img)
-    except cv2.error:
-        rgb = None
-    if rgb is None:
-        what = f"not a decodable {kind.upper()} file" if kind else "not a supported image format"
-        raise ImageReadError(f"cannot read image {path}: {what}", path)
-    has_exif = (kind == "png" and b"eXIf" in buf) or (kind == "webp" and b"EXIF" in buf) or kind == "tiff"
-    if has_exif:
-        rgb = _apply_orientation(rgb, _exif_orientation(buf))
-    return rgb
-
 
 # ----------------------------------------------------------------------------------------------
 # Transforms
@@ -311,23 +57,6 @@ def _resize_shorter(size: int) -> A.SmallestMaxSize:
     return _albumentations().SmallestMaxSize(
         max_size=size, interpolation=cv2.INTER_LINEAR, area_for_downscale="image"
     )
-
-
-_SIGNED_LUT = (np.arange(256, dtype=np.float32) / np.float32(127.5) - 1.0).astype(np.float32)
-
-
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 RGB -> (3, H, W) float32 in [-1, 1] (0 -> -1, 255 -> 1).
-
-    A lookup table: several times faster than A.Normalize + ToTensorV2 for uint8 images.
-    """
-    return torch.from_numpy(cv2.LUT(image, _SIGNED_LUT)).permute(2, 0, 1)  # (3, H, W)
-
-
-def to_image(tensor: torch.Tensor) -> np.ndarray:
-    """(3, H, W) float in [-1, 1] -> (H, W, 3) uint8 RGB; the inverse of `to_tensor`."""
-    x = ((tensor.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)  # (3, H, W)
-    return np.ascontiguousarray(x.permute(1, 2, 0).numpy())
 
 
 def train_transform(
@@ -383,9 +112,10 @@ class UnpairedImageFolder(Dataset):
     with any number of workers, and each DDP rank sees the same item for the same index.
     Call `set_epoch` at the start of each epoch (the samplers of UnpairedImageDataModule do).
 
-    Unreadable files: with on_bad_image="skip" the next readable file of the same list takes
-    their place and a warning names them (counted in `num_skipped`, shared by all workers);
-    with "raise" an ImageReadError is raised.
+    Unreadable files, and images over `max_pixels` (refused from their header, before decoding):
+    with on_bad_image="skip" the next readable file of the same list takes their place and a
+    warning names them (counted in `num_skipped`, shared by all workers); with "raise" an
+    ImageReadError is raised.
     """
 
     def __init__(
@@ -396,6 +126,7 @@ class UnpairedImageFolder(Dataset):
         mode: Literal["random", "cycle", "aligned"] = "random",
         seed: int = 0,
         on_bad_image: Literal["skip", "raise"] = "skip",
+        max_pixels: float = MAX_PIXELS,
     ):
         if not files_a or not files_b:
             raise DataError("UnpairedImageFolder needs at least one file in each of A and B")
@@ -408,6 +139,7 @@ class UnpairedImageFolder(Dataset):
         self.mode = mode
         self.seed = seed
         self.on_bad_image = on_bad_image
+        self.max_pixels = max_pixels
         self._epoch = _shared_zeros(1)
         self._bad = tuple(_shared_zeros(len(f), torch.uint8) for f in self.files)  # 1 = unreadable
         self._perm: tuple[int, np.ndarray] | None = None  # (epoch, permutation), per process
@@ -459,13 +191,14 @@ class UnpairedImageFolder(Dataset):
             if bad[i]:
                 continue
             try:
-                return read_image(files[i])
+                return read_image(files[i], self.max_pixels)
             except ImageReadError as err:
                 if self.on_bad_image == "raise":
                     raise
                 bad[i] = 1
+                hint = " with max_pixels" if isinstance(err, ImageTooLargeError) else ""
                 warnings.warn(
-                    f"skipping unreadable image ({err}); {self.num_skipped} file(s) skipped so far",
+                    f"skipping unreadable image ({err}{hint}); {self.num_skipped} file(s) skipped so far",
                     stacklevel=2,
                 )
         folders = sorted({str(f.parent) for f in files})
@@ -607,29 +340,6 @@ def _list_folder(folder: str | os.PathLike, name: str) -> list[Path]:
     return files
 
 
-def read_pairs_manifest(path: str | os.PathLike) -> tuple[list[Path], list[Path]]:
-    """The (A files, B files) of a CSV manifest with header `a,b`; relative paths are relative
-    to the CSV's folder. Raises DataError if the file, its header or a listed file is missing."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise DataError(f"val_pairs: manifest {path} does not exist (expected a CSV with header a,b)")
-    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: spreadsheets write a BOM
-        reader = csv.DictReader(f)
-        if reader.fieldnames is None or not {"a", "b"} <= {h.strip() for h in reader.fieldnames}:
-            raise DataError(
-                f"val_pairs: {path} must start with the header line 'a,b' (got {reader.fieldnames})"
-            )
-        rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
-    pairs = [(path.parent / r["a"], path.parent / r["b"]) for r in rows if r.get("a") or r.get("b")]
-    if not pairs:
-        raise DataError(f"val_pairs: {path} lists no pairs")
-    missing = [str(p) for pair in pairs for p in pair if not p.is_file()]
-    if missing:
-        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-        raise DataError(f"val_pairs: {path} lists missing files: {', '.join(missing[:3])}{more}")
-    return [a for a, _ in pairs], [b for _, b in pairs]
-
-
 def _hold_out(files: list[Path], fraction: float, seed: int, side: int) -> tuple[list[Path], list[Path]]:
     """(train, val) split of `files`, `fraction` of them (at least 1) held out, chosen by seed."""
     if fraction <= 0 or len(files) < 2:
@@ -666,6 +376,8 @@ class UnpairedImageDataModule(pl.LightningDataModule):
             never trained or validated on: a held-out test set stays held out.
         on_bad_image: "skip" unreadable files with a warning (the next file takes their place)
             or "raise" an ImageReadError.
+        max_pixels: images with more pixels than this are unreadable files (told by their
+            header, never decoded: a 20000x20000 PNG would take gigabytes).
     """
 
     def __init__(
@@ -685,6 +397,7 @@ class UnpairedImageDataModule(pl.LightningDataModule):
         seed: int = 0,
         exclude: list[str] | None = None,
         on_bad_image: Literal["skip", "raise"] = "skip",
+        max_pixels: float = MAX_PIXELS,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -714,6 +427,7 @@ class UnpairedImageDataModule(pl.LightningDataModule):
         self.seed = seed
         self.exclude = list(exclude or [])
         self.on_bad_image = on_bad_image
+        self.max_pixels = max_pixels
         self.train_set: UnpairedImageFolder | None = None
         self.val_set: UnpairedImageFolder | None = None
 
@@ -732,7 +446,10 @@ class UnpairedImageDataModule(pl.LightningDataModule):
         val_a: list[Path] = []
         val_b: list[Path] = []
         if self.val_pairs is not None:
-            val_a, val_b = read_pairs_manifest(self.val_pairs)
+            try:
+                val_a, val_b = read_pairs_manifest(self.val_pairs)
+            except DataError as err:
+                raise DataError(f"val_pairs: {err}") from None
             listed = {p.resolve() for p in val_a + val_b}
             files_a = [f for f in files_a if f.resolve() not in listed]
             files_b = [f for f in files_b if f.resolve() not in listed]
@@ -751,6 +468,7 @@ class UnpairedImageDataModule(pl.LightningDataModule):
             mode="random",
             seed=self.seed,
             on_bad_image=self.on_bad_image,
+            max_pixels=self.max_pixels,
         )
         if val_a and val_b:
             self.val_set = UnpairedImageFolder(
@@ -760,6 +478,7 @@ class UnpairedImageDataModule(pl.LightningDataModule):
                 mode="aligned" if self.val_pairs is not None else "cycle",
                 seed=self.seed,
                 on_bad_image=self.on_bad_image,
+                max_pixels=self.max_pixels,
             )
 
     @property

@@ -34,8 +34,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from vitcycle.data import IMAGE_EXTENSIONS, ImageReadError, find_files, read_image, to_tensor
-from vitcycle.errors import VitcycleError
+from vitcycle.errors import ImageReadError, ImageTooLargeError, VitcycleError
+from vitcycle.imageio import IMAGE_EXTENSIONS, MAX_PIXELS, find_files, read_image, to_tensor, write_image
 from vitcycle.outputs import replaced_atomically
 
 Direction = Literal["a2b", "b2a"]
@@ -535,33 +535,6 @@ def plan_translation(input: str | os.PathLike, output: str | os.PathLike, ext: s
     return jobs
 
 
-def image_pixels(path: Path) -> int | None:
-    """Width x height from the file header (PIL reads it lazily), or None when PIL cannot tell."""
-    from PIL import Image
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                return int(im.width) * int(im.height)
-    except Image.DecompressionBombError:
-        return sys.maxsize
-    except Exception:  # noqa: BLE001 - unreadable headers are reported by read_image
-        return None
-
-
-def write_image(path: Path, rgb: np.ndarray) -> None:
-    """Write an RGB uint8 image; the format follows the suffix. Non-ASCII paths work."""
-    ok, buf = cv2.imencode(path.suffix.lower(), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise TranslateError(f"cannot encode {path} (unsupported extension {path.suffix})")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        buf.tofile(str(path))
-    except OSError as err:
-        raise TranslateError(f"cannot write {path}: {err.strerror or err}") from None
-
-
 def batched(items: Sequence, n: int) -> Iterator[Sequence]:
     """Consecutive slices of `items` of length `n` (the last may be shorter)."""
     for i in range(0, len(items), n):
@@ -592,7 +565,7 @@ class PathTranslator:
         paste_back: bool = False,
         style: np.ndarray | None = None,
         grid: bool = False,
-        max_pixels: float = 40e6,
+        max_pixels: float = MAX_PIXELS,
         margin: float = 0.5,
     ) -> None:
         if batch_size < 1:
@@ -624,9 +597,6 @@ class PathTranslator:
         summary.skipped.append((path, reason))
         warnings.warn(f"skipped {path}: {reason}", VitcycleWarning, stacklevel=3)
 
-    def _too_large(self, pixels: int | None) -> bool:
-        return pixels is not None and pixels > self.max_pixels
-
     # ------------------------------------------------------------------ images
     def _crop_inputs(self, frames: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[tuple | None]]:
         """Face crops (or whole frames) to translate, and the crop box of each (None: whole frame)."""
@@ -651,12 +621,10 @@ class PathTranslator:
     def _run_images(self, chunk: Sequence[Job], summary: TranslateSummary) -> None:
         loaded: list[tuple[Job, np.ndarray]] = []
         for job in chunk:
-            pixels = image_pixels(job.src)
-            if self._too_large(pixels):
-                self._skip(summary, job.src, f"{pixels} pixels is over --max-pixels {self.max_pixels:.0f}")
-                continue
             try:
-                loaded.append((job, read_image(job.src)))
+                loaded.append((job, read_image(job.src, self.max_pixels)))  # the header is checked first
+            except ImageTooLargeError as err:
+                self._skip(summary, job.src, f"{err.width}x{err.height} is over --max-pixels {self.max_pixels:.0f}")
             except ImageReadError as err:
                 self._skip(summary, job.src, str(err).removeprefix(f"cannot read image {job.src}: "))
         if not loaded:
@@ -680,7 +648,7 @@ class PathTranslator:
                 self._skip(summary, job.src, "cannot open the video (unsupported codec or not a video)")
                 return
             width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-            if self._too_large(width * height):
+            if width * height > self.max_pixels:
                 self._skip(summary, job.src, f"{width}x{height} frames are over --max-pixels {self.max_pixels:.0f}")
                 return
             fps = cap.get(cv2.CAP_PROP_FPS)

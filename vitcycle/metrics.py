@@ -242,7 +242,8 @@ def find_pairs_manifest(test_a: Path, test_b: Path) -> Path | None:
 
 
 def _read_all(paths: Sequence[Path], skipped: list[str]) -> Iterator[tuple[Path, np.ndarray]]:
-    from vitcycle.data import ImageReadError, read_image
+    from vitcycle.errors import ImageReadError
+    from vitcycle.imageio import read_image
     from vitcycle.inference import VitcycleWarning
 
     for path in paths:
@@ -309,8 +310,9 @@ def run_eval(
         The report: per direction FID, KID, the paired metrics; the identity baseline; with a
         judge "domain" (per direction and method) and "judge_accuracy"; settings.
     """
-    from vitcycle.data import DataError, find_images, read_pairs_manifest
     from vitcycle.domain_score import cartoon
+    from vitcycle.errors import DataError
+    from vitcycle.imageio import find_images, read_pairs_manifest
     from vitcycle.inference import Translator, batched, resolve_device
     from vitcycle.judge import arrays_to_tensor, load_judge
 
@@ -457,7 +459,7 @@ def _domain_report(judge: nn.Module, judged: dict[str, dict[str, Tensor]]) -> di
 
 def write_grid(rows: Sequence[Sequence[np.ndarray]], path: str | os.PathLike, cell: int = 128) -> Path:
     """Write RGB uint8 images as a PNG grid, one row per sequence, each image resized to `cell` px."""
-    from vitcycle.inference import write_image
+    from vitcycle.imageio import write_image
 
     def fit(img: np.ndarray) -> np.ndarray:
         return cv2.resize(img, (cell, cell), interpolation=cv2.INTER_AREA if img.shape[0] > cell else cv2.INTER_NEAREST)

@@ -1,9 +1,10 @@
 """Output files: never written onto a file the command reads, and replaced atomically.
 
-A command checks its output paths against its inputs before any work (`refuse_inputs_as_outputs`),
-and writes each output through `replaced_atomically`: into a temporary file beside it that takes
-the output's place only once complete, so a failure (or an interrupt) leaves whatever was there
-before untouched and no half-written file behind.
+A command checks its output paths before any work (`check_outputs`): none may be a file it reads,
+each must be writable, and those that exist are returned so the command can say it replaces them.
+It then writes each output through `replaced_atomically`: into a temporary file beside it that
+takes the output's place only once complete, so a failure (or an interrupt) leaves whatever was
+there before untouched and no half-written file behind.
 """
 
 from __future__ import annotations
@@ -16,12 +17,36 @@ from pathlib import Path
 from vitcycle.errors import VitcycleError
 
 
-def refuse_inputs_as_outputs(outputs: Mapping[str, str | os.PathLike | None], inputs: Iterable[str | os.PathLike]) -> None:
-    """Raise if an output path (by name, e.g. "--out") is one of `inputs` (the same file, via any path)."""
+def _partial(path: Path) -> Path:
+    """The temporary file beside `path` that an output is written into (same suffix)."""
+    return path.with_name(f".{path.stem}.partial{path.suffix}")
+
+
+def check_outputs(
+    outputs: Mapping[str, str | os.PathLike | None], inputs: Iterable[str | os.PathLike]
+) -> list[Path]:
+    """Before any work: raise if an output (by name, e.g. "--out") is one of `inputs` (via any path),
+    is a folder, or cannot be written (its folder is tried with a temporary file, which works for
+    root too). Returns the outputs that exist already (the command replaces them and says so)."""
     read = {Path(p).expanduser().resolve() for p in inputs}
+    existing = []
     for name, out in outputs.items():
-        if out is not None and Path(out).expanduser().resolve() in read:
+        if out is None:
+            continue
+        path = Path(out).expanduser()
+        if path.resolve() in read:
             raise VitcycleError(f"{name} {out} is a file this command reads; choose another output path")
+        if path.is_dir():
+            raise VitcycleError(f"{name} {out} is a folder; give a file path")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _partial(path).touch()
+            _partial(path).unlink()
+        except OSError as err:
+            raise VitcycleError(f"{name} {out} cannot be written ({err.strerror or err}); choose a writable place") from None
+        if path.exists():
+            existing.append(path)
+    return existing
 
 
 @contextlib.contextmanager
@@ -33,7 +58,7 @@ def replaced_atomically(path: str | os.PathLike) -> Iterator[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise VitcycleError(f"cannot write {path}: cannot create the folder {path.parent} ({err.strerror or err})") from None
-    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+    tmp = _partial(path)
     try:
         yield tmp
         os.replace(tmp, path)

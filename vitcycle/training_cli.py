@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from pytorch_lightning.cli import LightningCLI
@@ -44,7 +46,34 @@ def check_resume(path: str, given: dict) -> list[str]:
             if k not in NETWORKS and not k.startswith("_") and _differs(saved[k], given[k])]
 
 
-class VitCycleCLI(LightningCLI):
+class _RunFolder:
+    """`fit` writes into `trainer.default_root_dir`, and a new run never overwrites checkpoints.
+
+    Checkpoint callbacks without a `dirpath` write to `<default_root_dir>/checkpoints` (Lightning's
+    own default is a new versioned folder per run, which `make` and the README could not name);
+    the TensorBoard logs go to Lightning's default logger there too. A fit without `--ckpt_path`
+    into a checkpoint folder that already holds .ckpt files is refused before any work.
+    """
+
+    def before_fit(self) -> None:
+        trainer = self.trainer
+        for callback in trainer.checkpoint_callbacks:
+            if callback.dirpath is None:
+                callback.dirpath = os.path.realpath(os.path.join(trainer.default_root_dir, "checkpoints"))
+        if self.config[self.subcommand].get("ckpt_path"):
+            return
+        for folder in sorted({Path(c.dirpath) for c in trainer.checkpoint_callbacks}):
+            found = sorted(p.name for p in folder.glob("*.ckpt")) if folder.is_dir() else []
+            if found:
+                last = folder / "last.ckpt"
+                resume = f"resume with --ckpt_path {last}, " if last.is_file() else ""
+                raise VitcycleError(
+                    f"{folder} already holds checkpoints ({', '.join(found[:3])}) that a new run would overwrite; "
+                    f"{resume}move them away, or train into another --trainer.default_root_dir"
+                )
+
+
+class VitCycleCLI(_RunFolder, LightningCLI):
     """LightningCLI for a `CycleGAN` trained on an `UnpairedImageDataModule`: `fit` and `validate`.
 
     Generators and discriminators are chosen in YAML with `class_path`/`init_args`; the two
@@ -76,7 +105,7 @@ class VitCycleCLI(LightningCLI):
                 print(f"  {line}", file=sys.stderr)
 
 
-class PretrainCLI(LightningCLI):
+class PretrainCLI(_RunFolder, LightningCLI):
     """LightningCLI for `MaskedInpainting` on an `UnpairedImageDataModule`: `vitcycle pretrain` (fit only).
 
     The generator is chosen in YAML with `class_path`/`init_args`, as for `vitcycle fit`; the
