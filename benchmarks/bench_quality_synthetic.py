@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from bench_data import cpu_model
 
-from vitcycle.inference import load_checkpoint
+from vitcycle.checkpoint import load_checkpoint
 from vitcycle.metrics import run_eval
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -68,16 +68,38 @@ def tiny_data(tmp_path_factory) -> Path:
     return _synthetic(tmp_path_factory.mktemp("synthetic"), n_train=16, n_val=8)
 
 
-@pytest.fixture(scope="session")
-def tiny_ckpt(tiny_data, tmp_path_factory) -> Path:
-    """last.ckpt of a real one-epoch `vitcycle fit` of tiny generators on `tiny_data`."""
+def _fit(tmp_path_factory, data: Path, name: str, **model_overrides) -> Path:
+    """last.ckpt of a real one-epoch `vitcycle fit` of tiny networks on `data` (a few seconds)."""
     from tiny import tiny_config
 
     from vitcycle.cli import cli_main
 
-    run = tmp_path_factory.mktemp("tiny_fit")
-    cli_main(["fit", "--config", str(tiny_config(run, tiny_data))])
+    run = tmp_path_factory.mktemp(name)
+    cli_main(["fit", "--config", str(tiny_config(run, data, **model_overrides))])
     return run / "ckpt/last.ckpt"
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tiny_data, tmp_path_factory) -> Path:
+    """last.ckpt of a real one-epoch `vitcycle fit` of tiny ViT generators on `tiny_data`."""
+    return _fit(tmp_path_factory, tiny_data, "tiny_fit")
+
+
+@pytest.fixture(scope="session")
+def tiny_style_ckpt(tiny_data, tmp_path_factory) -> Path:
+    """As `tiny_ckpt`, the generators with a style encoder."""
+    from tiny import TINY_VIT
+
+    gen = {"class_path": "vitcycle.models.ViTTranslator",
+           "init_args": {**TINY_VIT, "style_encoder": True, "style_dim": 32, "style_depth": 1}}
+    return _fit(tmp_path_factory, tiny_data, "tiny_style_fit", gen_ab=gen, gen_ba=gen)
+
+
+@pytest.fixture(scope="session")
+def tiny_resnet_ckpt(tiny_data, tmp_path_factory) -> Path:
+    """As `tiny_ckpt`, with tiny ResNet generators (ngf 8, one residual block)."""
+    gen = {"class_path": "vitcycle.models.ResnetGenerator", "init_args": {"ngf": 8, "n_blocks": 1}}
+    return _fit(tmp_path_factory, tiny_data, "tiny_resnet_fit", gen_ab=gen, gen_ba=gen)
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -9,16 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny import write_checkpoint
 
 from vitcycle.cli import main
 from vitcycle.export import ExportError, export_generator
-from vitcycle.inference import Translator
+from vitcycle.translator import Translator
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_checkpoint(tmp_path_factory.mktemp("export") / "tiny.ckpt")
+def ckpt(tiny_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the real fit's checkpoint in a folder of its own (exports are written beside it)."""
+    return Path(shutil.copy(tiny_ckpt, tmp_path_factory.mktemp("export") / "tiny.ckpt"))
 
 
 def test_onnx_dynamic_export_matches_pytorch_at_other_sizes(ckpt: Path, tmp_path: Path, capsys) -> None:

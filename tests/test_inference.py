@@ -1,4 +1,4 @@
-"""Translator (checkpoint -> generator, pre/post-processing) and `vitcycle translate`."""
+"""Translator (checkpoint -> generator, pre/post-processing), face crops and `vitcycle translate`."""
 
 from __future__ import annotations
 
@@ -9,29 +9,22 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from tiny import SIZE, write_checkpoint
+from tiny import SIZE, edited_checkpoint
 from torch import nn
 
 from vitcycle.cli import main
-from vitcycle.inference import (
-    CheckpointError,
-    StyleError,
-    TranslateError,
-    Translator,
-    VitcycleWarning,
-    detect_largest_face,
-    face_box,
-    paste_back,
-    plan_translation,
-)
+from vitcycle.errors import CheckpointError, StyleError, TranslateError, VitcycleWarning
+from vitcycle.faces import detect_largest_face, face_box, paste_back
 from vitcycle.models import ResnetGenerator, ViTTranslator
+from vitcycle.translate import plan_translation
+from vitcycle.translator import Translator
 
 
 def reference_generator(ckpt: Path, name: str = "gen_ab", ema: bool = True) -> nn.Module:
     """The generator rebuilt by hand from the checkpoint, for comparison."""
     data = torch.load(ckpt, weights_only=True)
     prefix = f"{name}_ema.module." if ema else f"{name}."
-    gen = ViTTranslator(**data["hyper_parameters"][name]["init_args"])
+    gen = ViTTranslator(**data["vitcycle"]["generators"][name]["init_args"])
     gen.load_state_dict({k[len(prefix):]: v for k, v in data["state_dict"].items() if k.startswith(prefix)})
     return gen.eval()
 
@@ -55,9 +48,10 @@ def read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.ckpt")
+@pytest.fixture
+def ckpt(tiny_ckpt: Path) -> Path:
+    """A real `vitcycle fit` checkpoint of tiny ViT generators (conftest's `tiny_ckpt`)."""
+    return tiny_ckpt
 
 
 # ----------------------------------------------------------------------------------------------
@@ -91,11 +85,11 @@ def test_from_checkpoint_direction_b2a_uses_gen_ba(ckpt: Path) -> None:
 
 
 def test_pair_from_checkpoint_reads_the_file_once(ckpt: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import vitcycle.inference as inference
+    import vitcycle.translator as translator
 
     reads = []
-    real_load = inference.load_checkpoint
-    monkeypatch.setattr(inference, "load_checkpoint", lambda path: reads.append(path) or real_load(path))
+    real_load = translator.load_checkpoint
+    monkeypatch.setattr(translator, "load_checkpoint", lambda path: reads.append(path) or real_load(path))
     gen_ab, gen_ba = Translator.pair_from_checkpoint(ckpt, device="cpu")
     assert len(reads) == 1
     x = torch.rand(1, 3, SIZE, SIZE) * 2 - 1
@@ -104,19 +98,26 @@ def test_pair_from_checkpoint_reads_the_file_once(ckpt: Path, monkeypatch: pytes
         torch.testing.assert_close(gen_ba.translate_tensor(x), reference_generator(ckpt, "gen_ba")(x), atol=1e-5, rtol=0)
 
 
-def test_from_checkpoint_without_ema_warns_and_uses_raw_weights(tmp_path: Path) -> None:
-    path = write_checkpoint(tmp_path / "noema.ckpt", ema=False)
+def _drop_ema(ckpt: dict) -> None:
+    """A checkpoint without EMA copies (as written by a module that keeps none)."""
+    ckpt["state_dict"] = {k: v for k, v in ckpt["state_dict"].items() if "_ema." not in k}
+
+
+def test_from_checkpoint_without_ema_warns_and_uses_raw_weights(ckpt: Path, tmp_path: Path) -> None:
+    path = edited_checkpoint(ckpt, tmp_path / "noema.ckpt", _drop_ema)
     with pytest.warns(VitcycleWarning, match="no EMA weights"):
         tr = Translator.from_checkpoint(path, device="cpu")
     x = torch.rand(1, 3, SIZE, SIZE) * 2 - 1
     with torch.no_grad():
-        expected = reference_generator(path, ema=False)(x)
+        expected = reference_generator(ckpt, ema=False)(x)
     torch.testing.assert_close(tr.translate_tensor(x), expected, atol=1e-5, rtol=0)
 
 
-def test_from_checkpoint_resnet_generator(tmp_path: Path) -> None:
-    tr = Translator.from_checkpoint(write_checkpoint(tmp_path / "r.ckpt", resnet=True), device="cpu")
-    assert isinstance(tr.generator, ResnetGenerator) and tr.patch_size == (4, 4)
+def test_from_checkpoint_resnet_generator(tiny_resnet_ckpt: Path) -> None:
+    tr = Translator.from_checkpoint(tiny_resnet_ckpt, device="cpu")
+    assert isinstance(tr.generator, ResnetGenerator) and tr.patch_size == (4, 4) and tr.image_size == SIZE
+    state = torch.load(tiny_resnet_ckpt, weights_only=True)["state_dict"]
+    torch.testing.assert_close(tr.generator.model[1].weight, state["gen_ab_ema.module.model.1.weight"])
     out = tr.translate_array(smooth_image(30, 45))  # padded to multiples of 4 inside
     assert out.shape == (30, 45, 3) and out.dtype == np.uint8
 
@@ -155,32 +156,50 @@ def test_checkpoint_with_code_is_refused(tmp_path: Path, capsys: pytest.CaptureF
     assert "pwned" not in capsys.readouterr().out
 
 
+def _generator_specs(ckpt: dict, legacy: bool) -> dict:
+    """gen_ab/gen_ba specs of a loaded checkpoint: LightningCLI's hyperparameters (`legacy`: the
+    `vitcycle` entry removed, so that they are read) or the `vitcycle` entry."""
+    if legacy:
+        ckpt.pop("vitcycle")
+        return ckpt["hyper_parameters"]
+    return ckpt["vitcycle"]["generators"]
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["format1", "legacy"])
 @pytest.mark.parametrize(
     "class_path",
     ["this.Generator", "torch.nn.Linear", "os.system", "vitcycle.models.generator.timm", "vitcycle.models.generator.Mlp",
      "vitcycle.module.CycleGAN", "vitcycle.models..x", "vitcycle.models.PatchDiscriminator"],
 )
-def test_class_path_outside_vitcycle_models_is_refused(tmp_path: Path, class_path: str) -> None:
-    path = write_checkpoint(tmp_path / "cp.ckpt", class_path=class_path)
+def test_class_path_outside_vitcycle_models_is_refused(ckpt: Path, tmp_path: Path, class_path: str, legacy: bool) -> None:
+    path = edited_checkpoint(
+        ckpt, tmp_path / "cp.ckpt", lambda c: _generator_specs(c, legacy)["gen_ab"].update(class_path=class_path)
+    )
     had_this = "this" in sys.modules
     with pytest.raises(CheckpointError, match="refusing to build it"):
         Translator.from_checkpoint(path)
     assert had_this or "this" not in sys.modules  # never imported a module named by the file
 
 
-def test_encoder_kwargs_that_load_files_are_refused(tmp_path: Path) -> None:
-    path = write_checkpoint(tmp_path / "evil.ckpt")
-    ckpt = torch.load(path, weights_only=True)
-    ckpt["hyper_parameters"]["gen_ab"]["init_args"]["encoder_kwargs"]["checkpoint_path"] = str(tmp_path / "x.pth")
-    torch.save(ckpt, path)
+@pytest.mark.parametrize("legacy", [False, True], ids=["format1", "legacy"])
+def test_encoder_kwargs_that_load_files_are_refused(ckpt: Path, tmp_path: Path, legacy: bool) -> None:
+    def edit(c: dict) -> None:
+        _generator_specs(c, legacy)["gen_ab"]["init_args"]["encoder_kwargs"]["checkpoint_path"] = str(tmp_path / "x.pth")
+
+    path = edited_checkpoint(ckpt, tmp_path / "evil.ckpt", edit)
     with pytest.raises(CheckpointError, match="refusing encoder_kwargs that load files or weights: checkpoint_path"):
         Translator.from_checkpoint(path)
 
 
-def test_named_size_class_path_is_accepted(tmp_path: Path) -> None:
-    path = write_checkpoint(tmp_path / "named.ckpt", class_path="vitcycle.models.vit_tiny_p8")
-    tr = Translator.from_checkpoint(path, device="cpu")
+def test_named_size_class_path_is_accepted(ckpt: Path, tmp_path: Path) -> None:
+    def edit(c: dict) -> None:
+        _generator_specs(c, legacy=True)["gen_ab"]["class_path"] = "vitcycle.models.vit_tiny_p8"
+
+    tr = Translator.from_checkpoint(edited_checkpoint(ckpt, tmp_path / "named.ckpt", edit), device="cpu")
     assert isinstance(tr.generator, ViTTranslator)
+    x = torch.rand(1, 3, SIZE, SIZE) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(tr.translate_tensor(x), reference_generator(ckpt)(x), atol=1e-5, rtol=0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -227,12 +246,19 @@ def test_translate_batch_groups_sizes_and_matches_single(ckpt: Path) -> None:
     assert np.abs(batch[0].astype(int) - images[0]).mean() > 1  # a perturbed generator changes the image
 
 
-def test_style_reference(tmp_path: Path, ckpt: Path) -> None:
-    tr = Translator.from_checkpoint(write_checkpoint(tmp_path / "style.ckpt", style_encoder=True), device="cpu")
-    img = smooth_image(32, 32)
+def test_style_reference(tiny_style_ckpt: Path, ckpt: Path) -> None:
+    tr = Translator.from_checkpoint(tiny_style_ckpt, device="cpu")
+    state = torch.load(tiny_style_ckpt, weights_only=True)["state_dict"]
+    key = "style_encoder.patch_embed.proj.weight"
+    torch.testing.assert_close(tr.generator.get_parameter(key), state[f"gen_ab_ema.module.{key}"])
+    # CycleGAN training feeds no reference, so the style pool is still its zero-initialised
+    # pass-through: give its MLP weights, so that the reference shows in the output.
+    nn.init.normal_(tr.generator.style_pool.mlp.fc2.weight, std=0.5)
+    img, ref = smooth_image(32, 32), smooth_image(40, 24, seed=5)
     plain = tr.translate_array(img)
-    styled = tr.translate_array(img, style=smooth_image(40, 24, seed=5))
+    styled = tr.translate_array(img, style=ref)
     assert styled.shape == img.shape and np.abs(styled.astype(int) - plain).max() > 0
+    np.testing.assert_array_equal(tr.translate_array(img, style=ref), styled)  # the same reference, the same result
     with pytest.raises(StyleError, match="no style encoder"):
         Translator.from_checkpoint(ckpt, device="cpu").translate_array(img, style=img)
 
@@ -410,7 +436,7 @@ def test_cli_translate_video_keeps_fps_and_frame_count(tmp_path: Path, ckpt: Pat
 
 
 def test_cli_translate_face_crop_paste_back_geometry(tmp_path: Path, ckpt: Path, monkeypatch, capsys) -> None:
-    monkeypatch.setattr("vitcycle.inference.detect_largest_face", lambda rgb: (40, 20, 20, 20))
+    monkeypatch.setattr("vitcycle.translate.detect_largest_face", lambda rgb: (40, 20, 20, 20))
     image = smooth_image(80, 100)
     src = write_png(tmp_path / "in/face.png", image)
     assert main(["translate", "--ckpt", str(ckpt), "--input", str(src), "--output", str(tmp_path / "p.png"),
@@ -427,7 +453,7 @@ def test_cli_translate_face_crop_paste_back_geometry(tmp_path: Path, ckpt: Path,
                  "--face-crop", "--device", "cpu"]) == 0
     assert read_rgb(tmp_path / "c.png").shape == (40, 40, 3)  # the crop alone
 
-    monkeypatch.setattr("vitcycle.inference.detect_largest_face", lambda rgb: None)
+    monkeypatch.setattr("vitcycle.translate.detect_largest_face", lambda rgb: None)
     capsys.readouterr()
     assert main(["translate", "--ckpt", str(ckpt), "--input", str(src), "--output", str(tmp_path / "w.png"),
                  "--face-crop", "--device", "cpu"]) == 0
@@ -453,13 +479,12 @@ def test_cli_translate_face_crop_real_detector(tmp_path: Path, ckpt: Path, selfi
     assert np.abs(out[150:300, 250:400].astype(int) - canvas[150:300, 250:400]).mean() > 1
 
 
-def test_cli_translate_style_errors(tmp_path: Path, ckpt: Path, capsys) -> None:
+def test_cli_translate_style_errors(tmp_path: Path, ckpt: Path, tiny_style_ckpt: Path, capsys) -> None:
     src = write_png(tmp_path / "a.png", smooth_image(16, 16))
     assert main(["translate", "--ckpt", str(ckpt), "--input", str(src), "--output", str(tmp_path / "o.png"),
                  "--style", str(src), "--device", "cpu"]) == 2
     assert "--style" in capsys.readouterr().err
-    styled = write_checkpoint(tmp_path / "s.ckpt", style_encoder=True)
-    assert main(["translate", "--ckpt", str(styled), "--input", str(src), "--output", str(tmp_path / "o.png"),
+    assert main(["translate", "--ckpt", str(tiny_style_ckpt), "--input", str(src), "--output", str(tmp_path / "o.png"),
                  "--style", str(src), "--device", "cpu"]) == 0
 
 
@@ -472,21 +497,12 @@ def test_cli_translate_bad_checkpoint_is_one_line(tmp_path: Path, capsys) -> Non
     assert "bad.ckpt" in err and err.count("\n") == 1 and "Traceback" not in err
 
 
-def test_tiny_ckpt_from_a_real_fit(request: pytest.FixtureRequest) -> None:
-    """A checkpoint written by a real `vitcycle fit` (conftest's `tiny_ckpt`) loads in both directions."""
-    path = request.getfixturevalue("tiny_ckpt")
-    for direction in ("a2b", "b2a"):
-        tr = Translator.from_checkpoint(path, direction, device="cpu")
-        img = smooth_image(tr.image_size, tr.image_size + 8)
-        assert tr.translate_array(img).shape == img.shape
-
-
 def test_a_video_without_decodable_frames_keeps_an_existing_output(tmp_path: Path, ckpt: Path, monkeypatch, capsys) -> None:
     src = write_video(tmp_path / "clip.mp4", 3)
     out = tmp_path / "out.mp4"
     out.write_bytes(b"yesterday's result")
     # frames that all fail to decode: the writer sees none
-    monkeypatch.setattr("vitcycle.inference.PathTranslator._write_video", lambda self, *args: 0)
+    monkeypatch.setattr("vitcycle.translate.PathTranslator._write_video", lambda self, *args: 0)
     assert main(["translate", "--ckpt", str(ckpt), "--input", str(src), "--output", str(out), "--device", "cpu"]) == 2
     assert "no frame could be decoded" in capsys.readouterr().err
     assert out.read_bytes() == b"yesterday's result"

@@ -14,9 +14,8 @@ from tiny import JUDGE_ARGS, tiny_config
 from vitcycle.cli import cli_main, main
 from vitcycle.data import UnpairedImageDataModule
 from vitcycle.domain_score import layout_ssim
-from vitcycle.errors import DataError
+from vitcycle.errors import CheckpointError, DataError
 from vitcycle.imageio import find_images, read_file_list, read_image
-from vitcycle.inference import CheckpointError
 from vitcycle.judge import (
     NEITHER,
     A,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import socket
 import time
 from pathlib import Path
@@ -12,7 +13,6 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
-from tiny import write_checkpoint
 from torch import nn
 
 from vitcycle.cli import main
@@ -120,8 +120,9 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def eval_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_checkpoint(tmp_path_factory.mktemp("eval") / "tiny.ckpt")
+def eval_ckpt(tiny_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the real fit's checkpoint in a folder of its own (reports are written beside it)."""
+    return Path(shutil.copy(tiny_ckpt, tmp_path_factory.mktemp("eval") / "tiny.ckpt"))
 
 
 def test_run_eval_end_to_end_with_pairs(synth: Path, eval_ckpt: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 import yaml
 from tiny import TINY_DISC, TINY_VIT, tiny_config
 
+import vitcycle.models
 from vitcycle.cli import cli_main, main
 from vitcycle.errors import VitcycleError
 from vitcycle.models import PatchDiscriminator, ViTTranslator
@@ -26,15 +28,17 @@ TINY_GEN = {"class_path": "vitcycle.models.ViTTranslator", "init_args": TINY_VIT
 
 
 @pytest.mark.parametrize(
-    ("config", "lr", "lambda_cycle", "lambda_identity"),
-    [("configs/cycle.yaml", 2e-4, 10.0, 0.5), ("configs/quickstart.yaml", 6e-4, 5.0, 0.0)],  # the paper's recipe; the CPU one
-)
-def test_print_config_of_shipped_configs(config, lr, lambda_cycle, lambda_identity, capsys):
+    ("config", "size", "lr", "lambda_cycle", "lambda_identity"),
+    [("configs/cycle.yaml", "vit_small_p16", 2e-4, 10.0, 0.5), ("configs/quickstart.yaml", "vit_tiny_p8", 6e-4, 5.0, 0.0)],
+)  # the paper's recipe; the CPU one
+def test_print_config_of_shipped_configs(config, size, lr, lambda_cycle, lambda_identity, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["fit", "--config", str(ROOT / config), "--print_config"])
     assert exit_info.value.code == 0
     printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["model"]["gen_ab"]["class_path"] == "vitcycle.models.ViTTranslator"
+    assert printed["model"]["gen_ab"]["class_path"] == f"vitcycle.models.{size}"  # a named size, values in one place
+    defaults = inspect.signature(getattr(vitcycle.models, size)).parameters
+    assert printed["model"]["gen_ab"]["init_args"]["img_size"] == defaults["img_size"].default
     assert printed["model"]["optimizer_gen"]["init_args"]["lr"] == pytest.approx(lr)
     assert printed["model"]["optimizer_gen"]["init_args"]["betas"] == [0.5, 0.999]
     assert printed["model"]["lambda_cycle"] == lambda_cycle and printed["model"]["lambda_identity"] == lambda_identity
@@ -159,8 +163,66 @@ def test_non_finite_loss_stops_training_with_a_clear_message(tmp_path):
     loader = torch.utils.data.DataLoader([{"a": bad[0], "b": bad[1]}] * 2, batch_size=2)
     trainer = pl.Trainer(accelerator="cpu", max_steps=4, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
-    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at step 0 .*loss/g_adv_ab.*loss/cycle_a"):
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at batch 0 .*loss/g_adv_ab.*loss/cycle_a"):
         trainer.fit(module, loader)
+
+
+class _GraphCounts(pl.Callback):
+    """The number of compiled graphs at the end of each training epoch."""
+
+    def __init__(self):
+        self.counts: list[int] = []
+
+    def on_train_epoch_end(self, trainer, module):
+        from vitcycle.compiling import compile_graph_count
+
+        self.counts.append(compile_graph_count())
+
+
+def _train_two_epochs(compile: str, tmp_path: Path, *callbacks: pl.Callback) -> CycleGAN:
+    torch.manual_seed(0)
+    module = CycleGAN(ViTTranslator(**TINY_VIT), ViTTranslator(**TINY_VIT), PatchDiscriminator(**TINY_DISC),
+                      PatchDiscriminator(**TINY_DISC), compile=compile, compile_backend="aot_eager", instance_noise=0.1)
+    g = torch.Generator().manual_seed(1)
+    items = [{"a": torch.rand(3, 32, 32, generator=g) * 2 - 1, "b": torch.rand(3, 32, 32, generator=g) * 2 - 1}
+             for _ in range(4)]
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=2, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+                         callbacks=list(callbacks))
+    trainer.fit(module, torch.utils.data.DataLoader(items, batch_size=2))
+    return module
+
+
+def test_compiled_training_matches_eager_and_compiles_once(tmp_path):
+    """compile="always" with the aot_eager backend (no code generation, so it runs on any CPU)."""
+    from vitcycle.compiling import compile_graph_count
+
+    eager = _train_two_epochs("never", tmp_path)
+    assert not eager._compiled
+    graphs_before, graphs = compile_graph_count(), _GraphCounts()
+    compiled = _train_two_epochs("always", tmp_path, graphs)
+    assert compiled._compiled and graphs.counts[0] > graphs_before
+    assert graphs.counts[1] == graphs.counts[0]  # nothing compiled in epoch 2: no recompiles in steady state
+    logged = compiled.trainer.callback_metrics
+    assert logged["compile/first_batch_s"] > 0 and logged["compile/graphs"] == graphs.counts[1]
+    # The same losses (of the last batch) within tolerance: compiled kernels round differently, and
+    # Adam turns the near-zero gradients of biases before InstanceNorm into lr-sized steps either way.
+    for name in ("loss/gen", "loss/disc", "loss/cycle_a", "loss/cycle_b", "loss/g_adv_ab", "loss/d_b"):
+        torch.testing.assert_close(logged[name], eager.trainer.callback_metrics[name], atol=1e-3, rtol=1e-3, msg=name)
+
+
+def test_a_deferred_non_finite_check_still_stops_within_its_interval(tmp_path):
+    """finite_check_every=3: the flags stay on the device; a NaN in batch 4 stops training after batch 5."""
+    module = CycleGAN(ViTTranslator(**TINY_VIT), ViTTranslator(**TINY_VIT), PatchDiscriminator(**TINY_DISC),
+                      PatchDiscriminator(**TINY_DISC), finite_check_every=3)
+    good = torch.zeros(3, 32, 32)
+    items = [{"a": good, "b": good}] * 4 + [{"a": torch.full_like(good, float("nan")), "b": good}] + [{"a": good, "b": good}] * 3
+    loader = torch.utils.data.DataLoader(items, batch_size=1)
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at one of batches 3-5 .*loss/cycle_a"):
+        trainer.fit(module, loader)
+    assert module.batches_seen == 6  # stopped at the first check after the NaN, not at the end of the epoch
 
 
 def test_cli_reports_user_errors_in_one_line(tmp_path, capsys):
@@ -194,6 +256,17 @@ def test_checkpoints_follow_default_root_dir_and_a_new_run_never_overwrites_them
     assert torch.load(last, weights_only=True)["epoch"] == 1
 
 
+def test_generator_img_size_follows_data_image_size(tiny_data, tmp_path):
+    config = yaml.safe_load(tiny_config(tmp_path, tiny_data).read_text())
+    config["model"]["gen_ab"] = {"class_path": "vitcycle.models.vit_tiny_p8",  # a named size: 64 px
+                                 "init_args": {"encoder_kwargs": TINY_VIT["encoder_kwargs"], "encoder_indices": [0, 1]}}
+    path = tmp_path / "sized.yaml"
+    path.write_text(yaml.safe_dump(config))
+    cli = cli_main(["fit", "--config", str(path), "--trainer.fast_dev_run=1"])  # the data: 32 px
+    assert cli.model.gen_ab.img_size == 32 and cli.model.gen_ba.img_size == 32
+    assert cli.model.hparams.gen_ab["init_args"]["img_size"] == 32  # what a resume compares against
+
+
 def test_a_folder_of_only_corrupt_images_is_one_line_from_a_worker(tiny_data, tmp_path, capsys):
     corrupt = tmp_path / "corrupt"
     corrupt.mkdir()
@@ -224,22 +297,24 @@ def test_ddp_with_two_cpu_processes(tiny_data, tmp_path):
 
 def test_ema_follows_the_warmed_up_decay():
     """EMA after updates with weights w_1, w_2, w_3: a copy of w_1, then lerps with decay min(d, (1+n)/(10+n))."""
-    from vitcycle.module import _ema
+    from vitcycle.ema import GeneratorEMA
 
     model = torch.nn.Linear(1, 1, bias=False)
-    ema = _ema(model, decay=0.5)
+    ema = GeneratorEMA(model, decay=0.5)
     expected = None
     for n, w in enumerate([1.0, 3.0, 7.0]):
         with torch.no_grad():
             model.weight.fill_(w)
-        ema.update_parameters(model)
+        ema.update(model)
         if expected is None:
             expected = w
         else:
             d = min(0.5, (1 + n) / (10 + n))  # n updates averaged so far
             expected = d * expected + (1 - d) * w
         assert ema.module.weight.item() == pytest.approx(expected)
+        assert ema.n_averaged.item() == n + 1
     assert not any(p.requires_grad for p in ema.parameters())
+    assert set(ema.state_dict()) == {"module.weight", "n_averaged"}  # AveragedModel's keys: old checkpoints load
 
 
 def test_learning_rate_is_constant_then_decays_linearly_to_zero_and_stays_there():

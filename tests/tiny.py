@@ -1,14 +1,12 @@
-"""Tiny networks, configs and checkpoints shared by the tests (CPU-sized: seconds per fit)."""
+"""Tiny networks, configs and checkpoint edits shared by the tests (CPU-sized: seconds per fit)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import yaml
-from torch import nn
-
-from vitcycle.models import ResnetGenerator, ViTTranslator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,51 +22,17 @@ TINY_VIT = {
 }
 
 
-def _perturbed(gen: nn.Module, scale: float, seed: int) -> dict[str, torch.Tensor]:
-    """The generator's state dict plus Gaussian noise (so it is not the identity map)."""
-    g = torch.Generator().manual_seed(seed)
-    return {
-        k: v + scale * torch.randn(v.shape, generator=g) if v.is_floating_point() else v.clone()
-        for k, v in gen.state_dict().items()
-    }
+def edited_checkpoint(src: Path, dst: Path, edit: Callable[[dict], object]) -> Path:
+    """A copy at `dst` of the real checkpoint `src`, changed by `edit`: an older, broken or hostile file."""
+    ckpt = torch.load(src, map_location="cpu", weights_only=True)
+    edit(ckpt)
+    torch.save(ckpt, dst)
+    return dst
 
 
-def write_checkpoint(
-    path: Path,
-    *,
-    ema: bool = True,
-    style_encoder: bool = False,
-    resnet: bool = False,
-    class_path: str | None = None,
-) -> Path:
-    """A file shaped like a CycleGAN checkpoint of LightningCLI, EMA weights different from the raw ones."""
-    if resnet:
-        init, cls, default_path = {"ngf": 8, "n_blocks": 1}, ResnetGenerator, "vitcycle.models.baselines.ResnetGenerator"
-    else:
-        init = {**TINY_VIT, "style_encoder": style_encoder, "style_dim": 32, "style_depth": 1}
-        cls, default_path = ViTTranslator, "vitcycle.models.generator.ViTTranslator"
-    state: dict[str, torch.Tensor] = {}
-    hparams: dict = {"lambda_cycle": 10.0, "gan_loss": "lsgan"}
-    for i, name in enumerate(("gen_ab", "gen_ba")):
-        torch.manual_seed(i)
-        gen = cls(**init)
-        state |= {f"{name}.{k}": v for k, v in _perturbed(gen, 0.05, seed=10 + i).items()}
-        if ema:
-            state |= {f"{name}_ema.module.{k}": v for k, v in _perturbed(gen, 0.05, seed=20 + i).items()}
-            state[f"{name}_ema.n_averaged"] = torch.tensor(2)
-        hparams[name] = {"class_path": class_path or default_path, "init_args": dict(init)}
-    state["disc_a.model.0.weight"] = torch.zeros(4, 3, 4, 4)
-    state["disc_b.model.0.weight"] = torch.zeros(4, 3, 4, 4)
-    ckpt = {
-        "epoch": 0,
-        "global_step": 2,
-        "pytorch-lightning_version": "2.6.6",
-        "state_dict": state,
-        "hyper_parameters": hparams,
-        "datamodule_hyper_parameters": {"image_size": SIZE, "batch_size": 2},
-    }
-    torch.save(ckpt, path)
-    return path
+def legacy_checkpoint(src: Path, dst: Path) -> Path:
+    """`src` as vitcycle wrote it before checkpoint format 1: LightningCLI's hyperparameters, no `vitcycle` entry."""
+    return edited_checkpoint(src, dst, lambda ckpt: ckpt.pop("vitcycle"))
 
 
 TINY_DISC = {"n_layers": 2, "ndf": 8}

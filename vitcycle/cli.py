@@ -69,8 +69,10 @@ def _say_replaced(paths: Sequence[object]) -> None:
 
 
 def _cmd_translate(args: argparse.Namespace) -> int:
+    from vitcycle.console import one_line_warnings
     from vitcycle.imageio import read_image
-    from vitcycle.inference import PathTranslator, Translator, one_line_warnings, plan_translation
+    from vitcycle.translate import PathTranslator, plan_translation
+    from vitcycle.translator import Translator
 
     if args.paste_back and not args.face_crop:
         raise VitcycleError("--paste-back only applies with --face-crop; add --face-crop or drop --paste-back")
@@ -105,8 +107,8 @@ def _cmd_translate(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from vitcycle.console import one_line_warnings
     from vitcycle.imageio import find_images
-    from vitcycle.inference import one_line_warnings
     from vitcycle.metrics import format_report, run_eval, write_report
     from vitcycle.outputs import check_outputs
 
@@ -142,9 +144,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from vitcycle.console import one_line_warnings
     from vitcycle.export import default_output, export_generator
-    from vitcycle.inference import Translator, one_line_warnings
     from vitcycle.outputs import check_outputs
+    from vitcycle.translator import Translator
 
     with one_line_warnings("vitcycle export"):
         out = args.out or default_output(args.ckpt, args.format, args.direction)

@@ -299,7 +299,7 @@ def save_judge(judge: DomainJudge, summary: dict, path: str | os.PathLike, overw
 
 def load_judge(path: str | os.PathLike) -> DomainJudge:
     """A judge written by `save_judge`, through the project's one safe loader, in eval mode."""
-    from vitcycle.inference import safe_load
+    from vitcycle.checkpoint import safe_load
 
     state = safe_load(path, what="judge", hint="train one with `vitcycle judge fit`")
     if not isinstance(state, dict) or state.get("format") != JUDGE_FORMAT:

@@ -242,9 +242,8 @@ def find_pairs_manifest(test_a: Path, test_b: Path) -> Path | None:
 
 
 def _read_all(paths: Sequence[Path], skipped: list[str]) -> Iterator[tuple[Path, np.ndarray]]:
-    from vitcycle.errors import ImageReadError
+    from vitcycle.errors import ImageReadError, VitcycleWarning
     from vitcycle.imageio import read_image
-    from vitcycle.inference import VitcycleWarning
 
     for path in paths:
         try:
@@ -313,8 +312,9 @@ def run_eval(
     from vitcycle.domain_score import cartoon
     from vitcycle.errors import DataError
     from vitcycle.imageio import find_images, read_pairs_manifest
-    from vitcycle.inference import Translator, batched, resolve_device
     from vitcycle.judge import arrays_to_tensor, load_judge
+    from vitcycle.translate import batched
+    from vitcycle.translator import Translator, resolve_device
 
     if batch_size < 1:
         raise VitcycleError(f"--batch-size {batch_size} must be at least 1")

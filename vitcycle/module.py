@@ -31,15 +31,20 @@ with BatchNorm would mix real and fake statistics.
 
 from __future__ import annotations
 
+import time
+
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from pytorch_lightning.cli import OptimizerCallable
+from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor, nn
-from torch.optim.swa_utils import AveragedModel
 from torchmetrics import MeanMetric
 
+from vitcycle.checkpoint import KEY, model_entry, plain_hyperparameters
+from vitcycle.compiling import CompileWhen, compile_graph_count, maybe_compile
 from vitcycle.domain_score import layout_ssim
+from vitcycle.ema import GeneratorEMA
 from vitcycle.errors import VitcycleError
 from vitcycle.image_pool import ImagePool
 from vitcycle.judge import NEITHER, A, B, load_judge
@@ -49,25 +54,6 @@ from vitcycle.pretrain import load_generator_weights, load_pretrained_generator
 
 class NonFiniteLossError(VitcycleError):
     """A loss became NaN or infinite; training stops instead of going on silently."""
-
-
-def _ema(model: nn.Module, decay: float) -> AveragedModel:
-    """An exponential moving average of `model` (parameters and buffers), never trained directly.
-
-    The decay warms up as min(decay, (1 + n) / (10 + n)) after n updates (as timm's ModelEmaV3 can),
-    so that early in training, and in short runs, the average is not dominated by the random init.
-    """
-
-    def average(ema_params: list[Tensor], params: list[Tensor], num_averaged: Tensor) -> None:
-        n = float(num_averaged)
-        if not ema_params[0].is_floating_point():  # integer buffers (e.g. counters) are copied
-            torch._foreach_copy_(ema_params, params)
-            return
-        torch._foreach_lerp_(ema_params, params, 1.0 - min(decay, (1.0 + n) / (10.0 + n)))
-
-    ema = AveragedModel(model, multi_avg_fn=average, use_buffers=True)
-    ema.requires_grad_(False)
-    return ema
 
 
 def _mean_logit(pred: DiscOutput) -> Tensor:
@@ -98,6 +84,14 @@ class CycleGAN(pl.LightningModule):
         decay_start_epoch: epochs at the initial learning rate before the linear decay.
         decay_epochs: epochs of linear decay to zero (paper: 100 + 100).
         warmup_steps: if > 0, both learning rates rise linearly from 0 over this many batches.
+        finite_check_every: the losses' non-finite flags are gathered on the device and read every
+            this many batches, when training stops if one was NaN or infinite. 1 reads them every
+            batch, which on a GPU waits for the step to finish (a host sync); e.g. 50 does not.
+        compile: `torch.compile` the generators and discriminators: "never", "cuda" (only when
+            training on a GPU) or "always". Where it is not available, a warning and eager mode.
+            Discriminators stay eager with a gradient penalty (compiled code has no double backward).
+        compile_mode: `torch.compile` mode, e.g. "reduce-overhead" (CUDA graphs); None: default.
+        compile_backend: `torch.compile` backend ("inductor"; "aot_eager" compiles without codegen).
         seed: seed of the image pools' draws (a function of seed and step, so resuming is exact).
         pretrained_generator: a checkpoint of `vitcycle pretrain`: its generator weights start both
             generators and their EMA copies (refused if the generators' shapes differ).
@@ -127,6 +121,10 @@ class CycleGAN(pl.LightningModule):
         decay_start_epoch: int = 100,
         decay_epochs: int = 100,
         warmup_steps: int = 0,
+        finite_check_every: int = 1,
+        compile: CompileWhen = "never",
+        compile_mode: str | None = None,
+        compile_backend: str = "inductor",
         seed: int = 0,
         pretrained_generator: str | None = None,
         judge: str | None = None,
@@ -136,6 +134,8 @@ class CycleGAN(pl.LightningModule):
             raise VitcycleError(f"decay_start_epoch ({decay_start_epoch}) and decay_epochs ({decay_epochs}) must be >= 0")
         if identity_fade_steps < 0 or warmup_steps < 0:
             raise VitcycleError(f"identity_fade_steps ({identity_fade_steps}) and warmup_steps ({warmup_steps}) must be >= 0")
+        if finite_check_every < 1:
+            raise VitcycleError(f"finite_check_every ({finite_check_every}) must be >= 1")
         self.save_hyperparameters()
         self.automatic_optimization = False
         if pretrained_generator is not None:  # before the EMA copies are made, so they start there too
@@ -144,7 +144,7 @@ class CycleGAN(pl.LightningModule):
                 load_generator_weights(gen, weights, pretrained_generator)
         self.gen_ab, self.gen_ba = gen_ab, gen_ba
         self.disc_a, self.disc_b = disc_a, disc_b
-        self.gen_ab_ema, self.gen_ba_ema = _ema(gen_ab, ema_decay), _ema(gen_ba, ema_decay)
+        self.gen_ab_ema, self.gen_ba_ema = GeneratorEMA(gen_ab, ema_decay), GeneratorEMA(gen_ba, ema_decay)
         self.pool_a, self.pool_b = ImagePool(pool_size), ImagePool(pool_size)
         self.optimizer_gen, self.optimizer_disc = optimizer_gen, optimizer_disc
         self.d_loss_fn, self.g_loss_fn = GAN_LOSSES[gan_loss]
@@ -156,6 +156,8 @@ class CycleGAN(pl.LightningModule):
         self.val_means = nn.ModuleDict({name: MeanMetric() for name in names})
         # The judge is loaded once (it never trains, and stays out of this module's checkpoint).
         self._judge = [load_judge(judge)] if judge is not None else []
+        self._non_finite: dict[str, Tensor] = {}  # loss name -> on-device flag, since the last check
+        self._compiled, self._fit_start = False, None  # set in on_fit_start
 
     # ---------------------------------------------------------------- optimizers and schedule
     def configure_optimizers(self):
@@ -191,11 +193,38 @@ class CycleGAN(pl.LightningModule):
             return hp.lambda_identity
         return hp.lambda_identity * max(0.0, 1.0 - self.batches_seen / hp.identity_fade_steps)
 
+    def on_fit_start(self) -> None:
+        hp = self.hparams
+        if self.device.type == "cuda":
+            torch.set_float32_matmul_precision("high")  # TF32 for the fp32 matmuls left outside autocast
+        networks = [self.gen_ab, self.gen_ba] + ([self.disc_a, self.disc_b] if hp.lambda_gp == 0 else [])
+        self._compiled = maybe_compile(networks, self.device, hp.compile, hp.compile_mode, hp.compile_backend)
+        self._fit_start = time.perf_counter()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if self._compiled and self._fit_start is not None:  # the first batch pays the compilation
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)  # once per run, to time it
+            seconds, self._fit_start = time.perf_counter() - self._fit_start, None
+            rank_zero_info(f"compiled the networks: the first batch took {seconds:.1f} s")
+            self.log("compile/first_batch_s", seconds, rank_zero_only=True)
+
+    def on_train_epoch_end(self) -> None:
+        if self._compiled:  # steady state: this stays flat (a rise is a recompile)
+            self.log("compile/graphs", float(compile_graph_count()), rank_zero_only=True)
+
     def on_train_epoch_start(self) -> None:
         # Step to the current epoch: also right after a resume, whenever the checkpoint was written.
         for scheduler in self.lr_schedulers():
             while scheduler.last_epoch < self.current_epoch:
                 scheduler.step()
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Write the project's own entry (generator specs, training size; `vitcycle.checkpoint`) and
+        keep the hyperparameters plain data, so that `torch.load(weights_only=True)` reads the file."""
+        datamodule = getattr(self._trainer, "datamodule", None)
+        checkpoint[KEY] = model_entry({"gen_ab": self.gen_ab, "gen_ba": self.gen_ba}, datamodule)
+        checkpoint["hyper_parameters"] = plain_hyperparameters(checkpoint.get("hyper_parameters") or {})
 
     # ---------------------------------------------------------------- training
     def _step_generator(self, device: torch.device | str = "cpu", stream: int = 0) -> torch.Generator:
@@ -214,13 +243,25 @@ class CycleGAN(pl.LightningModule):
         self.gen_ba_ema.eval()
         return self
 
-    def _check_finite(self, losses: dict[str, Tensor]) -> None:
-        values = torch.stack([v.detach().float() for v in losses.values()])
+    def _flag_non_finite(self, losses: dict[str, Tensor]) -> None:
+        """Remember, on the device, which losses were NaN or infinite (read by `_check_finite`)."""
+        for name, value in losses.items():
+            bad = ~torch.isfinite(value.detach()).all()  # 0-dim bool, no sync
+            self._non_finite[name] = self._non_finite[name] | bad if name in self._non_finite else bad
+
+    def _check_finite(self) -> None:
+        """Every `finite_check_every` batches: stop if a loss was non-finite since the last check."""
+        every, done = self.hparams.finite_check_every, self.batches_seen  # batches done, this one included
+        if done % every:
+            return
+        flags, self._non_finite = self._non_finite, {}
+        seen = bool(flags) and bool(torch.stack(list(flags.values())).any())  # the one host sync
         # All DDP ranks take the same decision, so none is left waiting in an all-reduce.
-        if self.trainer.strategy.reduce_boolean_decision(not torch.isfinite(values).all().item(), all=False):
-            bad = [k for k, v in losses.items() if not torch.isfinite(v.detach()).all()]
+        if self.trainer.strategy.reduce_boolean_decision(seen, all=False):
+            bad = [k for k, v in flags.items() if v]
+            when = f"batch {done - 1}" if every == 1 else f"one of batches {done - every}-{done - 1}"
             raise NonFiniteLossError(
-                f"non-finite loss at step {self.global_step} (epoch {self.current_epoch}): {', '.join(bad) or 'on another DDP rank'}. "
+                f"non-finite loss at {when} (epoch {self.current_epoch}): {', '.join(bad) or 'on another DDP rank'}. "
                 "Lower the learning rate, check the input data, or try `--trainer.precision=32-true`."
             )
 
@@ -232,20 +273,21 @@ class CycleGAN(pl.LightningModule):
         # Generators: fakes are computed once and reused (detached) for the discriminators.
         with self.toggled_optimizer(opt_gen):
             loss_gen, g, fake_a, fake_b = self._generator_step(real_a, real_b)
-            self._check_finite(g)
+            self._flag_non_finite(g)
             opt_gen.zero_grad(set_to_none=True)
             self.manual_backward(loss_gen)
             opt_gen.step()
-        self.gen_ab_ema.update_parameters(self.gen_ab)
-        self.gen_ba_ema.update_parameters(self.gen_ba)
+        self.gen_ab_ema.update(self.gen_ab)
+        self.gen_ba_ema.update(self.gen_ba)
 
         # Discriminators, on history-pool fakes.
         with self.toggled_optimizer(opt_disc):
             loss_disc, d, preds = self._discriminator_step(real_a, real_b, fake_a, fake_b)
-            self._check_finite(d)
+            self._flag_non_finite(d)
             opt_disc.zero_grad(set_to_none=True)
             self.manual_backward(loss_disc)
             opt_disc.step()
+        self._check_finite()
 
         logs = {k: v.detach() for k, v in {**g, **d}.items()}
         logs |= {f"d_out/{name}": _mean_logit(pred) for name, pred in preds.items()}

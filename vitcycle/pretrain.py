@@ -159,7 +159,7 @@ class MaskedInpainting(pl.LightningModule):
 
 def load_pretrained_generator(path: str) -> dict[str, Tensor]:
     """The generator weights of a `vitcycle pretrain` checkpoint, read by the project's one safe loader."""
-    from vitcycle.inference import safe_load
+    from vitcycle.checkpoint import safe_load
 
     ckpt = safe_load(path, what="pretraining checkpoint", hint="pass a .ckpt written by `vitcycle pretrain`")
     state = ckpt.get("state_dict", {}) if isinstance(ckpt, dict) else {}

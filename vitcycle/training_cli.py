@@ -30,7 +30,7 @@ def check_resume(path: str, given: dict) -> list[str]:
     """The resume policy for `fit --ckpt_path`: the checkpoint must be readable (read safely) and
     of the architecture the config gives; any other hyperparameter the config changes is applied,
     and returned as "name: old -> new" lines so that the change is said, not silent."""
-    from vitcycle.inference import safe_load
+    from vitcycle.checkpoint import safe_load
 
     ckpt = safe_load(path, hint="pass a .ckpt written by `vitcycle fit` to --ckpt_path")
     saved = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
@@ -46,14 +46,32 @@ def check_resume(path: str, given: dict) -> list[str]:
             if k not in NETWORKS and not k.startswith("_") and _differs(saved[k], given[k])]
 
 
+def link_image_size(section: Any) -> None:
+    """The generators' `img_size` follows `data.image_size`: a ViT builds its position-embedding grid
+    for it (other sizes would be interpolated on every step). Generators without `img_size`
+    (ResNet-9) are left alone. `section` is one subcommand's parsed config."""
+    size = section["data"]["image_size"]
+    for value in vars(section["model"]).values():  # gen_ab, gen_ba (fit) or generator (pretrain), ...
+        init_args = getattr(value, "init_args", None)
+        if init_args is not None and "img_size" in init_args:
+            init_args["img_size"] = size
+
+
 class _RunFolder:
-    """`fit` writes into `trainer.default_root_dir`, and a new run never overwrites checkpoints.
+    """`fit` writes into `trainer.default_root_dir`, and a new run never overwrites checkpoints;
+    the generators' `img_size` is linked to `data.image_size` (`link_image_size`).
 
     Checkpoint callbacks without a `dirpath` write to `<default_root_dir>/checkpoints` (Lightning's
     own default is a new versioned folder per run, which `make` and the README could not name);
     the TensorBoard logs go to Lightning's default logger there too. A fit without `--ckpt_path`
     into a checkpoint folder that already holds .ckpt files is refused before any work.
     """
+
+    def parse_arguments(self, parser, args) -> None:
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        if subcommand is not None:
+            link_image_size(self.config[subcommand])
 
     def before_fit(self) -> None:
         trainer = self.trainer

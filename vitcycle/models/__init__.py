@@ -1,8 +1,9 @@
 """Generators and discriminators, and the named generator sizes.
 
-Each named size is a plain function returning a `ViTTranslator`; keyword arguments override its
-defaults (`encoder_kwargs` is merged, not replaced). YAML configs name the class itself
-(`class_path: vitcycle.models.ViTTranslator`) and spell the same values out in `init_args`.
+Each named size is a function returning a `ViTTranslator`, with that size's values as its defaults
+(the one place they are written, as timm's model functions do); any other `ViTTranslator`
+argument passes through, and `encoder_kwargs` is merged into the size's. YAML configs name a size
+as the class: `class_path: vitcycle.models.vit_tiny_p8`, `init_args` holding only what differs.
 """
 
 from __future__ import annotations
@@ -25,35 +26,52 @@ __all__ = [
 ]
 
 
-def _create(model_args: dict[str, Any], kwargs: dict[str, Any]) -> ViTTranslator:
-    encoder_kwargs = {**model_args.pop("encoder_kwargs", {}), **(kwargs.pop("encoder_kwargs", None) or {})}
-    return ViTTranslator(**{**model_args, **kwargs, "encoder_kwargs": encoder_kwargs})
+def vit_tiny_p8(
+    encoder: str = "vit_tiny_patch16_224",
+    img_size: int = 64,
+    patch_size: int = 8,
+    encoder_kwargs: dict | None = None,
+    encoder_indices: tuple[int, ...] = (1, 3, 5),
+    decoder_depth: int = 2,
+    head_dim: int = 128,
+    **kwargs: Any,
+) -> ViTTranslator:
+    """64 px CPU size, ~4M parameters: ViT-Ti/8 encoder cut to its first 6 blocks, 2 decoder blocks.
 
-
-def vit_tiny_p8(**kwargs: Any) -> ViTTranslator:
-    """64 px CPU quickstart, ~4M parameters: ViT-Ti/8 encoder cut to its first 6 blocks, 2 decoder blocks."""
-    # patch 8 at 64 px gives an 8x8 token grid; depth 6 of 12 keeps hub weights loadable (the rest is pruned)
-    model_args = dict(
-        encoder="vit_tiny_patch16_224",
-        encoder_kwargs={"patch_size": 8},
-        img_size=64,
-        encoder_indices=[1, 3, 5],
-        decoder_depth=2,
-        head_dim=128,
+    Patch 8 at 64 px gives an 8x8 token grid; skips from blocks 1, 3, 5 make the blocks after 5
+    unused, and timm prunes them (hub weights of the full ViT-Ti still load).
+    """
+    return ViTTranslator(
+        encoder=encoder,
+        img_size=img_size,
+        encoder_kwargs={"patch_size": patch_size, **(encoder_kwargs or {})},
+        encoder_indices=list(encoder_indices),
+        decoder_depth=decoder_depth,
+        head_dim=head_dim,
+        **kwargs,
     )
-    return _create(model_args, kwargs)
 
 
-def vit_small_p16(**kwargs: Any) -> ViTTranslator:
+def vit_small_p16(
+    encoder: str = "vit_small_patch16_224",
+    img_size: int = 256,
+    decoder_depth: int = 4,
+    head_dim: int = 256,
+    **kwargs: Any,
+) -> ViTTranslator:
     """256 px default, ~34M parameters (UVCGAN-sized): ViT-S/16 encoder, 4 decoder blocks."""
-    model_args = dict(encoder="vit_small_patch16_224", img_size=256, decoder_depth=4, head_dim=256)
-    return _create(model_args, kwargs)
+    return ViTTranslator(encoder=encoder, img_size=img_size, decoder_depth=decoder_depth, head_dim=head_dim, **kwargs)
 
 
-def vit_base_p16(**kwargs: Any) -> ViTTranslator:
+def vit_base_p16(
+    encoder: str = "vit_base_patch16_224",
+    img_size: int = 256,
+    decoder_depth: int = 4,
+    head_dim: int = 256,
+    **kwargs: Any,
+) -> ViTTranslator:
     """256 px, ~125M parameters: ViT-B/16 encoder, 4 decoder blocks of width 768."""
-    model_args = dict(encoder="vit_base_patch16_224", img_size=256, decoder_depth=4, head_dim=256)
-    return _create(model_args, kwargs)
+    return ViTTranslator(encoder=encoder, img_size=img_size, decoder_depth=decoder_depth, head_dim=head_dim, **kwargs)
 
 
 GENERATORS: dict[str, Callable[..., ViTTranslator]] = {

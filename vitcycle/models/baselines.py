@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from vitcycle.errors import VitcycleError
+from vitcycle.models._init_args import InitArgsMixin
 
 __all__ = ["ResnetGenerator", "ResnetBlock"]
 
@@ -38,7 +39,7 @@ class ResnetBlock(nn.Module):
         return x + self.block(x)
 
 
-class ResnetGenerator(nn.Module):
+class ResnetGenerator(InitArgsMixin, nn.Module):
     """The CycleGAN ResNet generator: two downsamplings, `n_blocks` residual blocks, two upsamplings.
 
     Args:

@@ -1,7 +1,7 @@
 """ViTTranslator: a timm ViT encoder, a transformer decoder with style tokens, and a DPT-style image head.
 
 Layout (timm-like, inside one file): `CrossAttention` -> `DecoderBlock` -> `ResidualConvUnit` /
-`PixelShuffleUp` -> `ViTTranslator`, plus `load_encoder_weights` for local checkpoints.
+`PixelShuffleUp` -> `ViTTranslator`; timm builds the encoder and loads its weights (hub or a local file).
 
 Data flow for an input of (B, 3, H, W) in [-1, 1] and a patch size p (p = 16 shown):
 
@@ -25,8 +25,6 @@ from timm.layers import (
     DropPath,
     LayerNorm2d,
     Mlp,
-    resample_abs_pos_embed,
-    resample_patch_embed,
     trunc_normal_,
 )
 from timm.models.vision_transformer import VisionTransformer
@@ -34,8 +32,9 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from vitcycle.errors import VitcycleError
+from vitcycle.models._init_args import InitArgsMixin
 
-__all__ = ["ViTTranslator", "DecoderBlock", "CrossAttention", "load_encoder_weights"]
+__all__ = ["ViTTranslator", "DecoderBlock", "CrossAttention"]
 
 # Scale of the input inside the global residual: atanh(0.95) = 1.83, so a saturated input pixel
 # keeps a tanh slope of 0.1 (it can still be changed by training); identity error at init <= 0.05.
@@ -147,7 +146,7 @@ def _conv_block(in_channels: int, out_channels: int, stride: int) -> nn.Sequenti
     )
 
 
-class ViTTranslator(nn.Module):
+class ViTTranslator(InitArgsMixin, nn.Module):
     """ViT encoder -> transformer decoder with style tokens -> DPT-style head; an image-to-image generator.
 
     Output = tanh(head(features) + atanh(0.95 x)) when `global_residual` (the default): the last conv
@@ -164,9 +163,9 @@ class ViTTranslator(nn.Module):
         img_size: image size the encoder's position embedding is built for; other sizes work
             (`dynamic_img_size`), the embedding is interpolated.
         pretrained: load timm's hub weights for `encoder` (needs network access or a warm cache).
-        pretrained_path: local .safetensors or .pth/.pt file with encoder weights (timm's key names);
-            works offline and takes precedence over `pretrained`. Position embeddings and patch
-            embeddings of another size are resampled; classifier head keys are ignored.
+        pretrained_path: local .safetensors or .pth/.pt file with encoder weights (timm's key names),
+            loaded by timm; works offline and takes precedence over `pretrained`. Position and patch
+            embeddings of another size are resampled; classifier and pruned-part keys may be absent.
         encoder_kwargs: extra keyword arguments for `timm.create_model`, e.g. {"patch_size": 8, "depth": 6}.
         encoder_indices: encoder depths whose tokens are used (negative counts from the end). The
             deepest feeds the decoder, the others the image head; blocks after it are pruned.
@@ -187,6 +186,8 @@ class ViTTranslator(nn.Module):
         head_min_channels: least number of channels of any head stage, so that the convolutional
             path at full, 1/2 and 1/4 resolution can be made wider than head_dim's halvings give.
     """
+
+    weight_args = {"pretrained": False, "pretrained_path": None}  # a checkpoint holds the weights
 
     def __init__(
         self,
@@ -214,16 +215,15 @@ class ViTTranslator(nn.Module):
         self.grad_checkpointing = False
 
         # --- encoder ---
-        self.encoder = _create_encoder(encoder, img_size, pretrained and not pretrained_path, encoder_kwargs)
+        self.encoder = _create_encoder(encoder, img_size, pretrained, pretrained_path, encoder_kwargs)
         depth = len(self.encoder.blocks)
         indices = _resolve_indices(encoder_indices, depth)
         self.encoder_indices = indices
+        if pretrained_path:  # before pruning: the file may hold the parts pruned next, or not
+            deeper = tuple(f"blocks.{i}." for i in range(indices[-1] + 1, depth))
+            _check_encoder_file(self.encoder, pretrained_path, _UNUSED_ENCODER_KEYS + deeper)
         # blocks after the deepest index, the final norm and the classifier are unused: prune them
         self.encoder.prune_intermediate_layers(indices, prune_norm=True, prune_head=True)
-        if pretrained_path:
-            pruned = ("head.", "fc_norm.", "norm.", "attn_pool.")
-            pruned += tuple(f"blocks.{i}." for i in range(indices[-1] + 1, depth))
-            load_encoder_weights(self.encoder, pretrained_path, ignore_prefixes=pruned)
         cfg = self.encoder.pretrained_cfg or {}
         mean = torch.tensor(cfg.get("mean", (0.5, 0.5, 0.5)), dtype=torch.float32).view(1, -1, 1, 1)
         std = torch.tensor(cfg.get("std", (0.5, 0.5, 0.5)), dtype=torch.float32).view(1, -1, 1, 1)
@@ -444,27 +444,32 @@ class ViTTranslator(nn.Module):
         return self.forward_head(self.forward_features(x, style), x)
 
 
-def _create_encoder(name: str, img_size: int, pretrained: bool, kwargs: dict | None) -> nn.Module:
+def _create_encoder(
+    name: str, img_size: int, pretrained: bool, pretrained_path: str | None, kwargs: dict | None
+) -> nn.Module:
+    """timm's ViT `name` without a classifier; weights from `pretrained_path` (timm's local loader) or the hub."""
     if not timm.is_model(name):
         raise VitcycleError(f"unknown timm model {name!r} for encoder; see timm.list_models('vit_*')")
+    args = dict(num_classes=0, img_size=img_size, dynamic_img_size=True, **(kwargs or {}))
+    if pretrained_path:
+        if not Path(pretrained_path).is_file():
+            raise VitcycleError(f"pretrained_path {pretrained_path!r} does not exist; give a local .safetensors or .pth file")
+        args["pretrained_cfg_overlay"] = dict(file=str(pretrained_path))
     try:
-        model = timm.create_model(
-            name,
-            pretrained=pretrained,
-            num_classes=0,
-            img_size=img_size,
-            dynamic_img_size=True,
-            **(kwargs or {}),
-        )
-    except (OSError, RuntimeError) as e:
-        if not pretrained:
+        model = timm.create_model(name, pretrained=pretrained or bool(pretrained_path), **args)
+    except TypeError as e:
+        raise VitcycleError(f"encoder {name!r} does not accept encoder_kwargs {kwargs}: {e}") from e
+    except Exception as e:
+        if pretrained_path:  # say which keys do not fit, or why the file cannot be read
+            args.pop("pretrained_cfg_overlay")
+            _check_encoder_file(timm.create_model(name, **args), pretrained_path, _UNUSED_ENCODER_KEYS)
+            raise VitcycleError(f"cannot load encoder weights {pretrained_path!r}: {type(e).__name__}: {e}") from e
+        if not pretrained or not isinstance(e, OSError | RuntimeError):
             raise
         raise VitcycleError(
             f"could not load pretrained weights for encoder {name!r} ({type(e).__name__}: {e}); "
             "offline? pass pretrained_path=<local .safetensors/.pth file> or pretrained=False"
         ) from e
-    except TypeError as e:
-        raise VitcycleError(f"encoder {name!r} does not accept encoder_kwargs {kwargs}: {e}") from e
     if not hasattr(model, "forward_intermediates") or not hasattr(model, "patch_embed"):
         raise VitcycleError(f"encoder {name!r} is not a timm ViT with forward_intermediates and patch_embed")
     return model
@@ -480,86 +485,42 @@ def _resolve_indices(indices: list[int] | None, depth: int) -> list[int]:
     return out
 
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+# Encoder keys a weights file may hold or lack: the classifier and final norms, pruned by ViTTranslator.
+_UNUSED_ENCODER_KEYS = ("head.", "fc_norm.", "norm.", "attn_pool.")
+# Keys timm resamples to the encoder's grid and patch size: only these dimensions must match.
+_RESAMPLED = {"pos_embed": slice(-1, None), "patch_embed.proj.weight": slice(0, 2)}
 
-            sd = load_file(str(path), device="cpu")
-        else:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
+
+def _check_encoder_file(encoder: nn.Module, path: str, optional: tuple[str, ...]) -> None:
+    """Refuse a weights file whose keys do not fit `encoder` (keys starting with `optional` aside).
+
+    timm loads a file leniently when its classifier differs (as ours, with no classifier, always
+    does), so a file lacking encoder blocks would leave them at random; this check names the keys.
+    """
+    try:
+        sd = timm.models.load_state_dict(str(path))  # timm's reader: .safetensors or torch (weights only)
     except Exception as e:  # any unreadable file becomes one clear message
         raise VitcycleError(f"cannot read encoder weights {str(path)!r}: {type(e).__name__}: {e}") from e
-    for key in ("state_dict", "model", "module"):  # common wrappers
-        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
-            sd = sd[key]
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise VitcycleError(f"{str(path)!r} does not hold a state dict (a mapping of names to tensors)")
-    return {k.removeprefix("module."): v for k, v in sd.items()}
-
-
-def load_encoder_weights(
-    encoder: nn.Module, path: str | Path, ignore_prefixes: tuple[str, ...] = ("head.",)
-) -> None:
-    """Load a local timm ViT checkpoint (.safetensors, .pth, .pt) into `encoder`, strictly.
-
-    Keys starting with one of `ignore_prefixes` are dropped (the classifier head and pruned parts);
-    a position embedding of another grid and a patch embedding of another patch size are resampled
-    with timm's helpers. Anything else that does not fit raises a VitcycleError naming the keys.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise VitcycleError(
-            f"pretrained_path {str(path)!r} does not exist; give a local .safetensors or .pth file"
-        )
-    sd = {k: v for k, v in _read_state_dict(path).items() if not k.startswith(ignore_prefixes)}
     own = encoder.state_dict()
-
-    pe = sd.get("pos_embed")
-    if (
-        pe is not None
-        and "pos_embed" in own
-        and pe.shape != own["pos_embed"].shape
-        and pe.shape[-1] == own["pos_embed"].shape[-1]
-    ):
-        prefix = 0 if getattr(encoder, "no_embed_class", False) else getattr(encoder, "num_prefix_tokens", 1)
-        grid = encoder.patch_embed.grid_size
-        if pe.shape[1] - prefix > 0 and math.isqrt(pe.shape[1] - prefix) ** 2 == pe.shape[1] - prefix:
-            sd["pos_embed"] = resample_abs_pos_embed(pe, new_size=list(grid), num_prefix_tokens=prefix)
-    pw = sd.get("patch_embed.proj.weight")
-    own_pw = own.get("patch_embed.proj.weight")
-    if (
-        pw is not None
-        and own_pw is not None
-        and pw.ndim == 4
-        and pw.shape[:2] == own_pw.shape[:2]
-        and pw.shape != own_pw.shape
-    ):
-        sd["patch_embed.proj.weight"] = resample_patch_embed(pw, new_size=list(own_pw.shape[-2:]))
-
-    missing = sorted(set(own) - set(sd))
-    unexpected = sorted(set(sd) - set(own))
+    wanted = {k for k in own if not k.startswith(optional)}
+    given = {k for k in sd if not k.startswith(optional)}
+    shown = _RESAMPLED.get
     mismatched = [
         f"{k} {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in sorted(set(sd) & set(own))
-        if sd[k].shape != own[k].shape
+        for k in sorted(given & wanted)
+        if sd[k].shape[shown(k, slice(None))] != own[k].shape[shown(k, slice(None))]
     ]
-    if missing or unexpected or mismatched:
-
-        def show(keys: list[str]) -> str:
-            return ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
-
-        parts = [
-            f"{label}: {show(keys)}"
-            for label, keys in (
-                ("missing keys", missing),
-                ("unexpected keys", unexpected),
-                ("shape mismatch", mismatched),
-            )
-            if keys
-        ]
+    parts = [
+        f"{label}: " + ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
+        for label, keys in (
+            ("missing keys", sorted(wanted - given)),
+            ("unexpected keys", sorted(given - set(own))),
+            ("shape mismatch", mismatched),
+        )
+        if keys
+    ]
+    if parts:
         raise VitcycleError(
             f"encoder weights {str(path)!r} do not fit the encoder ({'; '.join(parts)}); "
             "check the encoder name and encoder_kwargs match the checkpoint"
         )
-    encoder.load_state_dict(sd, strict=True)
