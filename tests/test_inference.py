@@ -61,6 +61,7 @@ def ckpt(tiny_ckpt: Path) -> Path:
 def test_from_checkpoint_uses_ema_weights_and_training_size(ckpt: Path) -> None:
     tr = Translator.from_checkpoint(ckpt, device="cpu")
     assert tr.image_size == SIZE and tr.patch_size == (8, 8) and tr.device.type == "cpu"
+    assert tr.amp_dtype is None  # "auto": fp32 on the CPU (bf16 autocast only on a CUDA device that has it)
     assert not tr.generator.training
     x = torch.rand(2, 3, SIZE, SIZE) * 2 - 1  # (B, 3, H, W)
     with torch.no_grad():

@@ -23,6 +23,7 @@ from vitcycle.judge import (
     JudgeError,
     arrays_to_tensor,
     blend,
+    blur,
     fit_judge,
     load_judge,
     patch_shuffle,
@@ -70,6 +71,12 @@ def test_neither_images_are_what_they_say():
     mixed = blend(x, y, rng)
     alpha = ((mixed - y) / (x - y)).flatten(1).median(dim=1).values
     assert ((alpha > 0.34) & (alpha < 0.66)).all()
+    smooth = blur(x, rng)
+    assert smooth.shape == x.shape
+    assert torch.allclose(smooth.mean(dim=(2, 3)), x.mean(dim=(2, 3)), atol=0.05)  # colours kept ...
+    assert smooth.diff(dim=-1).abs().mean() < 0.3 * x.diff(dim=-1).abs().mean()  # ... detail gone
+    flat = torch.full_like(x, 0.25)
+    assert torch.allclose(blur(flat, rng), flat)  # a normalised kernel
 
 
 def test_judge_file_round_trip_refuses_overwrite_and_foreign_files(judge_file, tmp_path):

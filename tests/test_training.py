@@ -21,7 +21,7 @@ from vitcycle.cli import cli_main, main
 from vitcycle.errors import VitcycleError
 from vitcycle.models import PatchDiscriminator, ViTTranslator
 from vitcycle.module import CycleGAN, NonFiniteLossError
-from vitcycle.training_cli import VitCycleCLI
+from vitcycle.training_cli import VitCycleCLI, check_resume
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_GEN = {"class_path": "vitcycle.models.ViTTranslator", "init_args": TINY_VIT}
@@ -453,6 +453,10 @@ def test_resume_from_a_bad_file_or_another_architecture_is_one_clear_error(tiny_
     err = capsys.readouterr().err
     assert f"--ckpt_path {ckpt} was trained with other networks (gen_ab, gen_ba)" in err
     assert ckpt.read_bytes() == before
+    # the same networks written as a named size (as the shipped configs now do) are the same architecture
+    named = {"class_path": "vitcycle.models.vit_tiny_p8", "init_args": dict(TINY_VIT)}
+    saved = torch.load(ckpt, weights_only=True)["hyper_parameters"]
+    assert check_resume(str(ckpt), {**saved, "gen_ab": named, "gen_ba": named}) == []
 
 
 def test_changed_hyperparameters_on_resume_are_applied_and_said(tiny_data, tmp_path, capsys):

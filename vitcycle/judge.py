@@ -5,7 +5,7 @@ validation (no Inception download needed).
 - Independent of the GAN: its own network and training, never the GAN's discriminator (which
   co-adapts with the generators it judges).
 - A third class, "neither", so that artifacts are not counted as success: during training it is
-  fed alpha blends of the two domains and patch-shuffled, pixelated, noised or channel-swapped
+  fed alpha blends of the two domains and patch-shuffled, pixelated, noised, channel-swapped or blurred
   images of either domain, made on the fly.
 - Every image, real or translated, is resized to the judge's one fixed `size` (`to_judge_size`).
 - Held-out test images (file lists of `vitcycle data split`) are never trained on.
@@ -140,6 +140,20 @@ def add_noise(x: Tensor, rng: torch.Generator) -> Tensor:
     return (x + std * torch.randn(x.shape, generator=rng)).clamp(-1, 1)
 
 
+def blur(x: Tensor, rng: torch.Generator) -> Tensor:
+    """Gaussian blur, sigma 1/40 to 1/20 of the image side (one choice per batch): the smeared
+    faces a generator that has not learned texture yet produces (ResNet-9 outputs early on)."""
+    side = x.shape[-1]
+    sigma = float(_uniform(1, side / 40, side / 20, rng))
+    radius = max(1, math.ceil(3 * sigma))
+    taps = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=x.dtype) / sigma) ** 2)
+    taps = (taps / taps.sum()).to(x.device)  # (2r + 1,)
+    c = x.shape[1]
+    padded = F.pad(x, (radius, radius, radius, radius), mode="reflect")
+    rows = F.conv2d(padded, taps.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)  # along width
+    return F.conv2d(rows, taps.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)  # along height: shape of x
+
+
 _SWAPS = torch.tensor([[0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]])
 
 
@@ -149,7 +163,7 @@ def swap_channels(x: Tensor, rng: torch.Generator) -> Tensor:
     return torch.gather(x, 1, perm[:, :, None, None].expand_as(x))
 
 
-CORRUPTIONS = (patch_shuffle, pixelate, add_noise, swap_channels)
+CORRUPTIONS = (patch_shuffle, pixelate, add_noise, swap_channels, blur)
 """One-image corruptions that make a "neither" image of either domain (blends need both)."""
 
 

@@ -26,6 +26,18 @@ def _differs(saved: Any, given: Any) -> bool:
     return json.dumps(saved, default=str) != json.dumps(given, default=str)  # tuples and lists compare equal
 
 
+def _built_spec(spec: Any, source: Path) -> Any:
+    """What a generator spec builds, as the generator records it (a named size such as vit_tiny_p8
+    and the ViTTranslator arguments it stands for compare equal); the spec itself if it cannot be
+    built. Built once per resume, randomly initialised (no weights are read)."""
+    from vitcycle.checkpoint import build_generator
+
+    try:
+        return build_generator(spec, source).spec()
+    except (VitcycleError, AttributeError, TypeError, RuntimeError):
+        return spec
+
+
 def check_resume(path: str, given: dict) -> list[str]:
     """The resume policy for `fit --ckpt_path`: the checkpoint must be readable (read safely) and
     of the architecture the config gives; any other hyperparameter the config changes is applied,
@@ -36,7 +48,10 @@ def check_resume(path: str, given: dict) -> list[str]:
     saved = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     if not isinstance(saved, dict) or not isinstance(ckpt.get("state_dict"), dict):
         raise VitcycleError(f"--ckpt_path {path} is not a checkpoint of `vitcycle fit` (no hyper_parameters/state_dict)")
-    nets = [k for k in NETWORKS if k in saved and k in given and _differs(saved[k], given[k])]
+    source = Path(path)
+    effective = {k: (_built_spec(saved[k], source), _built_spec(given[k], source)) if k.startswith("gen_") else (saved[k], given[k])
+                 for k in NETWORKS if k in saved and k in given}
+    nets = [k for k, (old, new) in effective.items() if _differs(old, new)]
     if nets:
         raise VitcycleError(
             f"--ckpt_path {path} was trained with other networks ({', '.join(nets)}) than the --config given; "

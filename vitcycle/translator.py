@@ -81,7 +81,8 @@ class Translator:
         generator: image-to-image network mapping (B, 3, H, W) in [-1, 1] to the same shape.
         image_size: default processing size (the longer side of an image is resized to it).
         device: "auto", "cpu", "cuda", ...
-        amp_dtype: run the generator under autocast with this dtype (e.g. torch.bfloat16 on CUDA).
+        amp_dtype: run the generator under autocast with this dtype; "auto": bfloat16 on a CUDA
+            device that supports it (the GPU fast path of translate and eval), None (fp32) elsewhere.
     """
 
     def __init__(
@@ -89,12 +90,15 @@ class Translator:
         generator: nn.Module,
         image_size: int = 256,
         device: str | torch.device = "auto",
-        amp_dtype: torch.dtype | None = None,
+        amp_dtype: torch.dtype | None | Literal["auto"] = "auto",
     ) -> None:
         self.device = resolve_device(device)
         self.generator = generator.float().to(self.device).eval().requires_grad_(False)
         self.image_size = int(image_size)
         self.patch_size = _size_multiple(generator)
+        if amp_dtype == "auto":  # bf16 on a GPU that has it, as training does; fp32 elsewhere
+            on_bf16_gpu = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
+            amp_dtype = torch.bfloat16 if on_bf16_gpu else None
         self.amp_dtype = amp_dtype
 
     @classmethod
