@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from vitcycle.cli import main
-from vitcycle.export import ExportError, export_generator
+from vitcycle.errors import ExportError
+from vitcycle.export import export_generator
 from vitcycle.translator import Translator
 
 

@@ -175,7 +175,7 @@ def test_eval_without_fid_pairs_or_judge_has_nothing_to_report(judge_data, tiny_
     lists = make_split(judge_data / "valA", judge_data / "valB", tmp_path / "split", n_test=4, seed=0)
     code = main(["eval", "--ckpt", str(tiny_ckpt), "--test-a", str(lists[0]), "--test-b", str(lists[1]), "--no-fid-kid"])
     assert code == 2
-    assert "--no-fid-kid leaves nothing to report: pass --judge FILE" in capsys.readouterr().err
+    assert "without FID/KID there is nothing to report: give a judge file" in capsys.readouterr().err
 
 
 def test_validation_logs_the_domain_score_every_epoch(tiny_data, judge_file, tmp_path):

@@ -18,9 +18,9 @@ from tiny import TINY_DISC, TINY_VIT, tiny_config
 
 import vitcycle.models
 from vitcycle.cli import cli_main, main
-from vitcycle.errors import VitcycleError
+from vitcycle.errors import NonFiniteLossError, VitcycleError
 from vitcycle.models import PatchDiscriminator, ViTTranslator
-from vitcycle.module import CycleGAN, NonFiniteLossError
+from vitcycle.module import CycleGAN
 from vitcycle.training_cli import VitCycleCLI, check_resume
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,8 +9,9 @@ argparse commands that call library functions; heavy imports happen inside them 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from vitcycle.errors import VitcycleError
 
@@ -43,7 +44,8 @@ def _cmd_judge_fit(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from vitcycle.judge import JudgeError, fit_judge, save_judge
+    from vitcycle.errors import JudgeError
+    from vitcycle.judge import fit_judge, save_judge
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:  # refused before any work
@@ -60,6 +62,15 @@ def _cmd_judge_fit(args: argparse.Namespace) -> int:
         f"A {acc['a']:.1%}, B {acc['b']:.1%}, neither (made from them) {acc['neither']:.1%}"
     )
     return 0
+
+
+@contextlib.contextmanager
+def _flag_hint(error: type[VitcycleError], hint: str) -> Iterator[None]:
+    """The library names no CLI flag: for `error`, the command adds the flags that fix it."""
+    try:
+        yield
+    except error as err:
+        raise error(f"{err} ({hint})") from None
 
 
 def _say_replaced(paths: Sequence[object]) -> None:
@@ -108,6 +119,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from vitcycle.console import one_line_warnings
+    from vitcycle.errors import InceptionWeightsError
     from vitcycle.imageio import find_images
     from vitcycle.metrics import format_report, run_eval, write_report
     from vitcycle.outputs import check_outputs
@@ -116,7 +128,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     tests = [p for folder in (args.test_a, args.test_b) if Path(folder).exists() for p in [Path(folder), *find_images(folder)]]
     read = [args.ckpt, *tests, *(p for p in (args.judge, args.pairs) if p)]
     _say_replaced(check_outputs({"--out": out, "--grid": args.grid}, read))  # before any work
-    with one_line_warnings("vitcycle eval"):
+    with one_line_warnings("vitcycle eval"), _flag_hint(InceptionWeightsError, "pass --inception-weights PATH, or --no-fid-kid"):
         report = run_eval(
             args.ckpt,
             args.test_a,

@@ -56,3 +56,19 @@ class TranslateError(VitcycleError):
 
 class VitcycleWarning(UserWarning):
     """Something was skipped or fell back; the run goes on."""
+
+
+class NonFiniteLossError(VitcycleError):
+    """A loss became NaN or infinite; training stops instead of going on silently."""
+
+
+class InceptionWeightsError(VitcycleError):
+    """The Inception weights for FID/KID are neither cached, nor given, nor downloadable."""
+
+
+class ExportError(VitcycleError):
+    """Export is impossible here (missing packages, bad size) or its result differs from PyTorch."""
+
+
+class JudgeError(VitcycleError):
+    """A judge file or judge option is unusable."""

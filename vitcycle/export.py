@@ -26,16 +26,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from vitcycle.errors import VitcycleError
+from vitcycle.errors import ExportError
 from vitcycle.outputs import replaced_atomically
 from vitcycle.translator import Direction, Translator
 
 ExportFormat = Literal["onnx", "torchscript"]
 SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
-
-
-class ExportError(VitcycleError):
-    """Export is impossible here (missing packages, bad size) or its result differs from PyTorch."""
 
 
 class ExportWrapper(nn.Module):
@@ -56,7 +52,7 @@ def _require_onnx() -> None:
         import onnxscript  # noqa: F401
     except ImportError as err:
         raise ExportError(
-            f"--format onnx needs onnx, onnxruntime and onnxscript ({err.name or err} is missing); "
+            f"format onnx needs onnx, onnxruntime and onnxscript ({err.name or err} is missing); "
             "install them with: pip install 'vitcycle[export]'"
         ) from None
 
@@ -85,7 +81,7 @@ def _export_onnx(model: nn.Module, example: Tensor, out: Path, patch: tuple[int,
         program.save(str(out))
     except Exception as err:  # noqa: BLE001 - exporter failures are long; keep the first line
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ExportError(f"ONNX export failed ({type(err).__name__}: {first}); try --format torchscript") from None
+        raise ExportError(f"ONNX export failed ({type(err).__name__}: {first}); try the torchscript format") from None
 
 
 def _run_onnx(path: Path, x: Tensor) -> np.ndarray:
@@ -144,14 +140,14 @@ def export_generator(
             exporter failure, or a parity difference above `atol`.
     """
     if fmt not in SUFFIX:
-        raise ExportError(f"--format {fmt!r} must be onnx or torchscript")
+        raise ExportError(f"format {fmt!r} must be onnx or torchscript")
     if fmt == "onnx":
         _require_onnx()
     size = int(size or translator.image_size)
     ph, pw = translator.patch_size
     if size % ph or size % pw:
         raise ExportError(
-            f"--size {size} is not a multiple of the patch size {ph}x{pw}; use e.g. {max(ph, size // ph * ph)}"
+            f"size {size} is not a multiple of the patch size {ph}x{pw}; use e.g. {max(ph, size // ph * ph)}"
         )
     out = Path(out).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -185,7 +181,7 @@ def export_generator(
         if not diff <= atol:  # also catches NaN
             raise ExportError(
                 f"{out}: parity check failed, max abs difference to PyTorch {diff:.3g} > {atol:g}; "
-                "nothing was written (an existing file there is kept; try the other --format)"
+                "nothing was written (an existing file there is kept; try the other format)"
             )
     result = {
         "path": str(out),

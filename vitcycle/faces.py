@@ -1,4 +1,4 @@
-"""Face crops for `vitcycle translate --face-crop`: OpenCV's Haar face detector, a square box, a feathered paste-back."""
+"""Face crops for translating portraits: OpenCV's Haar face detector, a square box, a feathered paste-back."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def _face_cascade() -> cv2.CascadeClassifier:
     path = os.path.join(cv2.data.haarcascades, FACE_CASCADE)
     cascade = cv2.CascadeClassifier(path)
     if cascade.empty():
-        raise VitcycleError(f"--face-crop: cannot load OpenCV's face detector {path}; reinstall opencv-python-headless")
+        raise VitcycleError(f"face crop: cannot load OpenCV's face detector {path}; reinstall opencv-python-headless")
     return cascade
 
 

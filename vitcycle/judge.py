@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vitcycle.errors import VitcycleError
+from vitcycle.errors import JudgeError
 from vitcycle.imageio import find_images, listed_files, read_image, to_tensor
 from vitcycle.outputs import replaced_atomically
 
@@ -37,10 +37,6 @@ CLASSES = ("a", "b", "neither")
 A, B, NEITHER = range(3)
 JUDGE_FORMAT = "vitcycle-judge"
 """The `format` entry of a judge file (a plain dict of tensors and numbers, read with `safe_load`)."""
-
-
-class JudgeError(VitcycleError):
-    """A judge file or judge option is unusable."""
 
 
 class DomainJudge(nn.Module):

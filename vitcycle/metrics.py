@@ -26,17 +26,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from vitcycle.errors import VitcycleError
+from vitcycle.errors import InceptionWeightsError, VitcycleError
 from vitcycle.outputs import replaced_atomically
 
 INCEPTION_FILENAME = "weights-inception-2015-12-05-6726825d.pth"
 """torch-fidelity's InceptionV3 weights, as torch.hub caches them under <hub dir>/checkpoints/."""
 INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILENAME}"
 PAIRED_RANGES = "L1 on [-1, 1] images (as training's val/paired_l1); PSNR (dB) and SSIM on [0, 1]"
-
-
-class InceptionWeightsError(VitcycleError):
-    """The Inception weights for FID/KID are neither cached, nor given, nor downloadable."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -67,7 +63,7 @@ def load_inception(weights_path: str | os.PathLike | None = None) -> nn.Module:
 
     Raises:
         InceptionWeightsError: no usable weights (offline and not cached, or a bad file), with the
-            cache path to copy the file to and the --inception-weights alternative.
+            cache path to copy the file to and the `weights_path` alternative.
     """
     from torchmetrics.image.fid import NoTrainInceptionV3
 
@@ -75,7 +71,7 @@ def load_inception(weights_path: str | os.PathLike | None = None) -> nn.Module:
     if weights_path is not None:
         path = Path(weights_path).expanduser()
         if not path.is_file():
-            raise InceptionWeightsError(f"--inception-weights {path} does not exist")
+            raise InceptionWeightsError(f"Inception weights file {path} does not exist")
     else:
         path = cache
         if not path.is_file():
@@ -85,7 +81,7 @@ def load_inception(weights_path: str | os.PathLike | None = None) -> nn.Module:
                 raise InceptionWeightsError(
                     f"could not download the Inception weights for FID/KID ({type(err).__name__}: {err}); "
                     f"download {INCEPTION_URL} on a connected machine and put it at {path} "
-                    "(or pass --inception-weights PATH; --paired-only skips FID/KID)"
+                    "(or give a local copy of the file)"
                 ) from None
     try:  # weights only, so a stranger's file cannot run code (torch-fidelity loads it again itself)
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -317,11 +313,11 @@ def run_eval(
     from vitcycle.translator import Translator, resolve_device
 
     if batch_size < 1:
-        raise VitcycleError(f"--batch-size {batch_size} must be at least 1")
+        raise VitcycleError(f"batch size {batch_size} must be at least 1")
     if kid_subset_size < 2:
-        raise VitcycleError(f"--kid-subset-size {kid_subset_size} must be at least 2")
+        raise VitcycleError(f"KID subset size {kid_subset_size} must be at least 2")
     folders = {}
-    for flag, folder in (("--test-a", test_a), ("--test-b", test_b)):
+    for flag, folder in (("test A", test_a), ("test B", test_b)):
         path = Path(folder).expanduser()
         if not path.is_dir() and not (path.is_file() and path.suffix.lower() == ".txt"):
             raise DataError(f"{flag} {path} is not a folder of images or a .txt file list")
@@ -329,7 +325,7 @@ def run_eval(
         if len(files) < 2:
             raise DataError(f"{flag} {path} has {len(files)} images; eval needs at least 2")
         folders[flag] = files
-    files_a, files_b = folders["--test-a"], folders["--test-b"]
+    files_a, files_b = folders["test A"], folders["test B"]
     test_a, test_b = Path(test_a).expanduser(), Path(test_b).expanduser()
     pairs_path = Path(pairs).expanduser() if pairs is not None else find_pairs_manifest(test_a, test_b)
     pair_b_of: dict[Path, Path] = {}
@@ -339,7 +335,7 @@ def run_eval(
     pair_a_of = {b.resolve(): a for a, b in pair_b_of.items()}
     if not fid_kid and not pair_b_of and judge is None:
         raise DataError(
-            "--no-fid-kid leaves nothing to report: pass --judge FILE (domain score), or --pairs CSV "
+            "without FID/KID there is nothing to report: give a judge file (domain score) or a pairs CSV "
             "(or keep pairs_val.csv beside the test folders)"
         )
     judge_net = load_judge(judge) if judge is not None else None

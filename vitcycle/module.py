@@ -45,15 +45,11 @@ from vitcycle.checkpoint import KEY, model_entry, plain_hyperparameters
 from vitcycle.compiling import CompileWhen, compile_graph_count, maybe_compile
 from vitcycle.domain_score import layout_ssim
 from vitcycle.ema import GeneratorEMA
-from vitcycle.errors import VitcycleError
+from vitcycle.errors import NonFiniteLossError, VitcycleError
 from vitcycle.image_pool import ImagePool
 from vitcycle.judge import NEITHER, A, B, load_judge
 from vitcycle.losses import GAN_LOSSES, DiscOutput, GanLossName, gradient_penalty, scales
 from vitcycle.pretrain import load_generator_weights, load_pretrained_generator
-
-
-class NonFiniteLossError(VitcycleError):
-    """A loss became NaN or infinite; training stops instead of going on silently."""
 
 
 def _mean_logit(pred: DiscOutput) -> Tensor:
@@ -262,7 +258,7 @@ class CycleGAN(pl.LightningModule):
             when = f"batch {done - 1}" if every == 1 else f"one of batches {done - every}-{done - 1}"
             raise NonFiniteLossError(
                 f"non-finite loss at {when} (epoch {self.current_epoch}): {', '.join(bad) or 'on another DDP rank'}. "
-                "Lower the learning rate, check the input data, or try `--trainer.precision=32-true`."
+                "Lower the learning rate, check the input data, or train in 32-bit precision (32-true)."
             )
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:

@@ -25,7 +25,7 @@ def _partial(path: Path) -> Path:
 def check_outputs(
     outputs: Mapping[str, str | os.PathLike | None], inputs: Iterable[str | os.PathLike]
 ) -> list[Path]:
-    """Before any work: raise if an output (by name, e.g. "--out") is one of `inputs` (via any path),
+    """Before any work: raise if an output (by the name the caller gives it) is one of `inputs` (via any path),
     is a folder, or cannot be written (its folder is tried with a temporary file, which works for
     root too). Returns the outputs that exist already (the command replaces them and says so)."""
     read = {Path(p).expanduser().resolve() for p in inputs}

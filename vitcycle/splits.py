@@ -1,7 +1,7 @@
 """A fixed, seeded held-out test split of two image folders, written as file lists.
 
 `vitcycle data split` holds out `n_test` images of each folder. The lists (`test_a.txt`,
-`test_b.txt`) are what `vitcycle eval --test-a/--test-b` and `vitcycle judge fit --holdout` take,
+`test_b.txt`) are what eval takes as its test sets and the judge as its held-out lists,
 and what the data module's `exclude` keeps out of training and validation, so neither the GAN nor
 the judge ever sees the images they are scored on.
 """

@@ -62,7 +62,7 @@ def _normalise_ext(ext: str | None) -> str | None:
         return None
     ext = "." + ext.lower().lstrip(".")
     if ext not in IMAGE_EXTENSIONS:
-        raise TranslateError(f"--ext {ext} is not an image format; use one of {' '.join(IMAGE_EXTENSIONS)}")
+        raise TranslateError(f"extension {ext} is not an image format; use one of {' '.join(IMAGE_EXTENSIONS)}")
     return ext
 
 
@@ -82,7 +82,7 @@ def plan_translation(input: str | os.PathLike, output: str | os.PathLike, ext: s
     ext = _normalise_ext(ext)
     known = " ".join(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)
     if not src.exists():
-        raise TranslateError(f"--input {src} does not exist; give an image, a video or a folder of them")
+        raise TranslateError(f"input {src} does not exist; give an image, a video or a folder of them")
 
     def renamed(path: Path) -> Path:
         return path if ext is None or _is_video(path) else path.with_suffix(ext)
@@ -90,7 +90,7 @@ def plan_translation(input: str | os.PathLike, output: str | os.PathLike, ext: s
     if src.is_file():
         video = _is_video(src)
         if not video and src.suffix.lower() not in IMAGE_EXTENSIONS:
-            raise TranslateError(f"--input {src} is not an image or video file (known endings: {known})")
+            raise TranslateError(f"input {src} is not an image or video file (known endings: {known})")
         if out.is_dir() or not out.suffix:
             jobs = [Job(src, out / renamed(Path(src.name)), video)]
         else:
@@ -98,22 +98,22 @@ def plan_translation(input: str | os.PathLike, output: str | os.PathLike, ext: s
             if out.suffix.lower() not in wanted:
                 kind = "a video" if video else "an image"
                 raise TranslateError(
-                    f"--output {out}: the input is {kind}, so the output must end in one of {' '.join(wanted)} "
+                    f"output {out}: the input is {kind}, so the output must end in one of {' '.join(wanted)} "
                     "(or be a folder)"
                 )
             jobs = [Job(src, out, video)]
     else:
         if out.is_file():
-            raise TranslateError(f"--output {out} is a file; a folder input needs an output folder")
+            raise TranslateError(f"output {out} is a file; a folder input needs an output folder")
         src_r, out_r = src.resolve(), out.resolve()
         if _is_within(out_r, src_r):
             raise TranslateError(
-                f"--output {out} is inside the input folder {src}; choose an output folder outside it "
+                f"output {out} is inside the input folder {src}; choose an output folder outside it "
                 "(it would be read as input next time and risks overwriting inputs)"
             )
         files = sorted(find_files(src, IMAGE_EXTENSIONS + VIDEO_EXTENSIONS))
         if not files:
-            raise TranslateError(f"--input {src} holds no images or videos (known endings: {known}, searched recursively)")
+            raise TranslateError(f"input {src} holds no images or videos (known endings: {known}, searched recursively)")
         jobs = [Job(f, out / renamed(f.relative_to(src)), _is_video(f)) for f in files]
 
     inputs = {j.src.resolve() for j in jobs}
@@ -121,10 +121,10 @@ def plan_translation(input: str | os.PathLike, output: str | os.PathLike, ext: s
     for job in jobs:
         dst = job.dst.resolve()
         if dst in inputs:
-            raise TranslateError(f"--output {out} would overwrite the input {job.src}; choose another output path")
+            raise TranslateError(f"output {out} would overwrite the input {job.src}; choose another output path")
         if dst in seen:
             raise TranslateError(
-                f"{seen[dst]} and {job.src} would both be written to {job.dst}; drop --ext or rename one"
+                f"{seen[dst]} and {job.src} would both be written to {job.dst}; keep their extensions or rename one"
             )
         seen[dst] = job.src
     return jobs
@@ -164,7 +164,7 @@ class PathTranslator:
         margin: float = 0.5,
     ) -> None:
         if batch_size < 1:
-            raise VitcycleError(f"--batch-size {batch_size} must be at least 1")
+            raise VitcycleError(f"batch size {batch_size} must be at least 1")
         self.translator = translator
         self.size = int(size or translator.image_size)
         self.batch_size = batch_size
@@ -208,7 +208,7 @@ class PathTranslator:
     def _compose(
         self, frame: np.ndarray, crop: np.ndarray, out: np.ndarray, box: tuple | None, paste: bool
     ) -> np.ndarray:
-        """The image to write: output (pasted back when asked), or input | output for --grid."""
+        """The image to write: output (pasted back when asked), or input | output side by side (`grid`)."""
         if box is not None and paste:
             crop, out = frame, paste_back(frame, out, box)
         return np.concatenate([crop, out], axis=1) if self.grid else out  # (h, 2w, 3) or (h, w, 3)
@@ -219,7 +219,7 @@ class PathTranslator:
             try:
                 loaded.append((job, read_image(job.src, self.max_pixels)))  # the header is checked first
             except ImageTooLargeError as err:
-                self._skip(summary, job.src, f"{err.width}x{err.height} is over --max-pixels {self.max_pixels:.0f}")
+                self._skip(summary, job.src, f"{err.width}x{err.height} is over the pixel limit {self.max_pixels:.0f}")
             except ImageReadError as err:
                 self._skip(summary, job.src, str(err).removeprefix(f"cannot read image {job.src}: "))
         if not loaded:
@@ -244,7 +244,7 @@ class PathTranslator:
                 return
             width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
             if width * height > self.max_pixels:
-                self._skip(summary, job.src, f"{width}x{height} frames are over --max-pixels {self.max_pixels:.0f}")
+                self._skip(summary, job.src, f"{width}x{height} frames are over the pixel limit {self.max_pixels:.0f}")
                 return
             fps = cap.get(cv2.CAP_PROP_FPS)
             if not fps or not math.isfinite(fps) or fps <= 0:

@@ -36,11 +36,11 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     try:
         dev = torch.device(device)
     except RuntimeError:
-        raise VitcycleError(f"--device {device!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+        raise VitcycleError(f"device {device!r} is not a device; use auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise VitcycleError(f"--device {device}: CUDA is not available here; use --device cpu (or auto)")
+        raise VitcycleError(f"device {device}: CUDA is not available here; use cpu (or auto)")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise VitcycleError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
+        raise VitcycleError(f"device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
     return dev
 
 
@@ -132,7 +132,7 @@ class Translator:
         cls, ckpt: dict, source: Path, direction: Direction, use_ema: bool, device: str | torch.device
     ) -> Translator:
         if direction not in ("a2b", "b2a"):
-            raise VitcycleError(f"--direction {direction!r} must be a2b or b2a")
+            raise VitcycleError(f"direction {direction!r} must be a2b or b2a")
         name = "gen_ab" if direction == "a2b" else "gen_ba"
         entry = model_spec(ckpt, source)
         spec = entry["generators"].get(name)
@@ -202,8 +202,8 @@ class Translator:
         """A reference image (RGB uint8 array, or a (1, 3, h, w) tensor in [-1, 1]) -> padded (1, 3, h', w') on the device."""
         if not self.has_style_encoder:
             raise StyleError(
-                "--style: this generator has no style encoder (style_encoder: false in its config); "
-                "translate without --style, or train a generator with style_encoder: true"
+                "style image given, but this generator has no style encoder (style_encoder: false in its config); "
+                "translate without a style image, or train a generator with style_encoder: true"
             )
         if isinstance(style, np.ndarray):
             style = self._preprocess(style, size or self.image_size)[None]  # (1, 3, h, w)

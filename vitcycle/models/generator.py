@@ -376,7 +376,7 @@ class ViTTranslator(InitArgsMixin, nn.Module):
         if self.style_encoder is None:
             raise VitcycleError(
                 "a style reference was given but this generator has no style encoder; "
-                "build it with style_encoder=True (and train it so) or translate without --style"
+                "build it with style_encoder=True (and train it so) or translate without a style image"
             )
         self._check_input(style, "style reference")
         if style.shape[0] not in (1, batch_size):
