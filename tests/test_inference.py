@@ -390,7 +390,9 @@ def test_cli_translate_forged_huge_header_is_skipped_by_its_true_size(tmp_path: 
     assert "translated 1, skipped 1" in captured.out
     assert "huge.png: 20000x20000 is over the pixel limit 40000000" in captured.err
     assert main([*args, "--max-pixels", "1e9"]) == 0  # the limit is raised: the header passes, decoding fails
-    assert "huge.png: not a decodable PNG file" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "huge.png: not a decodable PNG file" in err
+    assert f"1 output file(s) exist and will be replaced, e.g. {tmp_path / 'o' / 'small.png'}" in err  # said, not silent
 
 
 def test_cli_translate_refuses_output_inside_input_and_overwrite(tmp_path: Path, ckpt: Path, capsys) -> None:
