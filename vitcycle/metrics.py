@@ -17,6 +17,7 @@ import json
 import math
 import os
 import socket
+import sys
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -25,6 +26,7 @@ import cv2
 import numpy as np
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from vitcycle.errors import InceptionWeightsError, VitcycleError
 from vitcycle.outputs import replaced_atomically
@@ -362,7 +364,9 @@ def run_eval(
     for src, translator, files, partner in (("a", gen_ab, files_a, pair_b_of), ("b", gen_ba, files_b, pair_a_of)):
         dst = "b" if src == "a" else "a"
         paired = PairedMetrics()
-        for chunk in batched(files, batch_size):
+        chunks = batched(files, batch_size)
+        for chunk in tqdm(chunks, total=-(-len(files) // batch_size), desc=f"eval {src}2{dst}", unit="batch",
+                          disable=None, file=sys.stderr):  # quiet when stderr is not a terminal
             loaded = list(_read_all(chunk, skipped))
             if not loaded:
                 continue

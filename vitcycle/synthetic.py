@@ -24,11 +24,13 @@ import functools
 import math
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm.auto import tqdm
 
 from vitcycle.errors import DataError
 from vitcycle.imageio import read_image, read_pairs_manifest
@@ -382,7 +384,7 @@ def make_synthetic_dataset(
     try:
         for folder in dirs.values():
             _fresh_folder(folder)
-        for i in range(n_train):
+        for i in tqdm(range(n_train), desc="data synth", unit="pair", disable=None, file=sys.stderr):  # quiet off a terminal
             _write_png(dirs["trainA"] / f"{i:06d}.png", render_photo(face_for(seed, "trainA", i), size))
             _write_png(dirs["trainB"] / f"{i:06d}.png", render_anime(face_for(seed, "trainB", i), size))
         rows = []
