@@ -103,3 +103,13 @@ def test_export_says_it_replaces_an_existing_output(ckpt: Path, tmp_path: Path, 
     assert main(["export", "--ckpt", str(ckpt), "--format", "torchscript", "--out", str(out)]) == 0
     assert f"{out} exists and will be replaced" in capsys.readouterr().err
     assert out.read_bytes()[:2] == b"PK" and sorted(tmp_path.iterdir()) == [out]  # a TorchScript zip
+
+
+def test_two_outputs_onto_one_path_are_refused(tmp_path: Path) -> None:
+    from vitcycle.errors import VitcycleError
+    from vitcycle.outputs import check_outputs
+
+    out = tmp_path / "report.json"
+    with pytest.raises(VitcycleError, match=r"--grid .*report\.json is also --out; give each output its own path"):
+        check_outputs({"--out": out, "--grid": tmp_path / "." / "report.json"}, [])
+    assert not list(tmp_path.iterdir())  # nothing written, not even the probe files

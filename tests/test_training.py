@@ -135,25 +135,34 @@ def _with_workers(config: Path, num_workers: int) -> Path:
     return config
 
 
+EPOCHS = ("--trainer.max_epochs=3",)  # 4 batches an epoch, 2 optimizer steps a batch
+STEPS = ("--trainer.max_steps=28", "--trainer.max_epochs=10")  # stops mid-epoch 3
+
+
 @pytest.mark.parametrize(
-    ("num_workers", "first_steps", "where"),
-    [(0, 16, "at an epoch end"), (2, 16, "at an epoch end, two workers"), (2, 12, "mid-epoch, two workers")],
+    ("num_workers", "total", "first", "position"),
+    [
+        (0, EPOCHS, ("--trainer.max_epochs=2",), [2, 0]),  # at an epoch end (max_epochs: Lightning does not "restart")
+        (2, STEPS, ("--trainer.max_steps=16", "--trainer.max_epochs=10"), [2, 0]),  # at an epoch end, two workers
+        (2, STEPS, ("--trainer.max_steps=12", "--trainer.max_epochs=10"), [1, 2]),  # mid-epoch, two workers
+        (0, (*EPOCHS, "--trainer.limit_train_batches=3"), ("--trainer.max_epochs=2", "--trainer.limit_train_batches=3"), [2, 0]),
+    ],
+    ids=["epoch-end", "epoch-end-by-steps-workers", "mid-epoch-workers", "limit-train-batches"],
 )
-def test_resume_gives_the_same_weights_as_a_straight_run(tiny_data, tmp_path, num_workers, first_steps, where):
-    """4 batches an epoch, 2 optimizer steps a batch: 16 steps end epoch 2, 12 stop in its middle."""
+def test_resume_gives_the_same_weights_as_a_straight_run(tiny_data, tmp_path, num_workers, total, first, position):
     straight, first_half = tmp_path / "straight", tmp_path / "half"
-    total = ["--trainer.max_steps=28", "--trainer.max_epochs=10"]  # the resumed run crosses an epoch end
     cli_main(["fit", "--config", str(_with_workers(tiny_config(straight, tiny_data), num_workers)), *total])
     half_config = _with_workers(tiny_config(first_half, tiny_data), num_workers)
-    cli_main(["fit", "--config", str(half_config), f"--trainer.max_steps={first_steps}", "--trainer.max_epochs=10"])
-    loader_state = torch.load(first_half / "ckpt/last.ckpt", weights_only=True)["loops"]["fit_loop"]["state_dict"]
-    assert loader_state["combined_loader"] == [{"epoch": 1, "batches": first_steps // 2 - 4}], where
+    cli_main(["fit", "--config", str(half_config), *first])
+    saved = torch.load(first_half / "ckpt/last.ckpt", weights_only=True)
+    assert saved["UnpairedImageDataModule"] == {"train_position": position}  # (epoch, batches of it trained)
     resumed = cli_main(["fit", "--config", str(half_config), *total, f"--ckpt_path={first_half / 'ckpt/last.ckpt'}"])
-    assert resumed.trainer.global_step == 28
+    straight_ckpt = torch.load(straight / "ckpt/last.ckpt", weights_only=True)
+    assert resumed.trainer.global_step == straight_ckpt["global_step"]
     a, b = _weights(straight / "ckpt/last.ckpt"), _weights(first_half / "ckpt/last.ckpt")
     assert a.keys() == b.keys()
     differing = [k for k in a if not torch.equal(a[k], b[k])]
-    assert not differing, (where, differing[:5])
+    assert not differing, differing[:5]
 
 
 def test_non_finite_loss_stops_training_with_a_clear_message(tmp_path):
@@ -222,7 +231,21 @@ def test_a_deferred_non_finite_check_still_stops_within_its_interval(tmp_path):
                          enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
     with pytest.raises(NonFiniteLossError, match=r"non-finite loss at one of batches 3-5 .*loss/cycle_a"):
         trainer.fit(module, loader)
-    assert module.batches_seen == 6  # stopped at the first check after the NaN, not at the end of the epoch
+    assert module.batches_seen == 5  # stopped in batch 5, before its optimizer steps, not at the end of the epoch
+
+
+def test_a_nan_after_the_last_periodic_check_is_never_saved(tmp_path):
+    """finite_check_every=50, a NaN in the last of 6 batches: the checkpoint at the epoch end is refused."""
+    module = CycleGAN(ViTTranslator(**TINY_VIT), ViTTranslator(**TINY_VIT), PatchDiscriminator(**TINY_DISC),
+                      PatchDiscriminator(**TINY_DISC), finite_check_every=50)
+    good = torch.zeros(3, 32, 32)
+    items = [{"a": good, "b": good}] * 5 + [{"a": torch.full_like(good, float("nan")), "b": good}]
+    checkpoint = pl.callbacks.ModelCheckpoint(dirpath=tmp_path, filename="last", save_on_train_epoch_end=True)
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, callbacks=[checkpoint],
+                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at one of batches 0-5 "):
+        trainer.fit(module, torch.utils.data.DataLoader(items, batch_size=1))
+    assert not list(tmp_path.glob("*.ckpt"))
 
 
 def test_cli_reports_user_errors_in_one_line(tmp_path, capsys):
@@ -315,6 +338,29 @@ def test_ema_follows_the_warmed_up_decay():
         assert ema.n_averaged.item() == n + 1
     assert not any(p.requires_grad for p in ema.parameters())
     assert set(ema.state_dict()) == {"module.weight", "n_averaged"}  # AveragedModel's keys: old checkpoints load
+
+
+def test_ema_update_reads_nothing_on_the_host():
+    """No `.item()` (aten._local_scalar_dense) in an update: on a GPU that would be a sync per step."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from vitcycle.ema import GeneratorEMA
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names: list[str] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    model = ViTTranslator(**TINY_VIT)
+    ema = GeneratorEMA(model, decay=0.99)
+    ema.update(model)
+    with Ops() as ops:
+        ema.update(model)
+    assert ops.names and not [name for name in ops.names if "_local_scalar_dense" in name]
 
 
 def test_learning_rate_is_constant_then_decays_linearly_to_zero_and_stays_there():

@@ -48,7 +48,8 @@ def maybe_compile(
     """Compile `networks` in place when `when` asks for it on `device`; True if they were.
 
     Where compilation is not available a warning says why and training runs eagerly; should a
-    graph still fail to compile later, dynamo runs that code eagerly (`suppress_errors`).
+    graph still fail to compile later, dynamo runs that code eagerly (`suppress_errors`, set for
+    the whole process once compilation is asked for).
     """
     if when == "never" or (when == "cuda" and device.type != "cuda"):
         return False

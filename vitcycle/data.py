@@ -271,42 +271,24 @@ class EpochDistributedSampler(DistributedSampler):
 class ResumableLoader(DataLoader):
     """The training DataLoader: each epoch is the trainer's, and a resume goes on where it stopped.
 
-    Lightning saves `state_dict()` in every checkpoint and hands it back to `load_state_dict` on
-    resume (its protocol for stateful loaders). Two things make the resumed run see the batches of
-    a straight one:
-    - the epoch of the pairing, shuffle and augmentations is the checkpoint's on the first pass
-      after a resume and `trainer.current_epoch` afterwards: the value Lightning passes to
-      `set_epoch` runs one ahead after a resume;
-    - after a resume in the middle of an epoch, the batches the checkpoint had trained on are
-      skipped (their indices, so nothing is decoded for them).
+    - The epoch of the pairing, shuffle and augmentations is `trainer.current_epoch`, read when an
+      epoch starts (the value Lightning passes to `set_epoch` runs one ahead after some resumes).
+    - `start` = (epoch, batches already trained in it), from the checkpoint through
+      `UnpairedImageDataModule.load_state_dict`, overrides that for the first pass: the epoch is
+      the checkpoint's and its trained batches are skipped (their indices: nothing is decoded).
     Without a trainer (plain loops) it is a DataLoader; `UnpairedImageDataModule.set_epoch` picks
     the epoch.
     """
 
-    def __init__(self, *args, trainer: pl.Trainer | None = None, **kwargs):
+    def __init__(self, *args, trainer: pl.Trainer | None = None, start: tuple[int, int] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.trainer = trainer
-        self._resume: dict[str, int] | None = None
-
-    def state_dict(self) -> dict[str, int]:
-        """The epoch and the number of its batches trained on so far."""
-        trainer = self.trainer
-        if trainer is None:
-            return {"epoch": self.dataset.epoch, "batches": 0}
-        # `processed` counts the batches whose step ran, also when a checkpoint is written from
-        # on_train_batch_end (where `completed` lags one behind).
-        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        return {"epoch": trainer.current_epoch, "batches": done}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self._resume = {"epoch": int(state["epoch"]), "batches": int(state["batches"])}
+        self.start = start
 
     def __iter__(self):
-        resume, self._resume = self._resume, None
-        if resume is not None:  # the first epoch after a resume: where the checkpoint stopped
-            epoch, done = resume["epoch"], resume["batches"]
-            if done >= len(self):  # it stopped at the end of an epoch: the next one
-                epoch, done = epoch + 1, 0
+        start, self.start = self.start, None
+        if start is not None:  # the first pass after a resume: where the checkpoint stopped
+            epoch, done = start
             self.dataset.set_epoch(epoch)
             self.sampler.skip = done * self.batch_size  # whole batches (the last incomplete one is dropped)
         elif self.trainer is not None:
@@ -430,6 +412,7 @@ class UnpairedImageDataModule(pl.LightningDataModule):
         self.max_pixels = max_pixels
         self.train_set: UnpairedImageFolder | None = None
         self.val_set: UnpairedImageFolder | None = None
+        self._start: tuple[int, int] | None = None  # a checkpoint's training position, until the loader takes it
 
     def setup(self, stage: str | None = None) -> None:
         """Find the files and build the data sets (raises DataError for missing/empty folders)."""
@@ -486,6 +469,28 @@ class UnpairedImageDataModule(pl.LightningDataModule):
         """Unreadable files skipped so far in training and validation."""
         return sum(s.num_skipped for s in (self.train_set, self.val_set) if s is not None)
 
+    def state_dict(self) -> dict:
+        """Where training stands, for checkpoints (Lightning saves it in every one and hands it back
+        to `load_state_dict` on every resume): the epoch and the batches of it already trained, or
+        the next epoch when this one is done (also when `limit_train_batches` ended it)."""
+        trainer = self.trainer
+        if trainer is None or not trainer.training:
+            return {}
+        # `processed` counts the batches whose step ran, also when a checkpoint is written from
+        # on_train_batch_end (where `completed` lags one behind).
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        if done >= trainer.num_training_batches:
+            return {"train_position": [trainer.current_epoch + 1, 0]}
+        return {"train_position": [trainer.current_epoch, done]}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Resume the training loader at the checkpoint's position (see `ResumableLoader`)."""
+        if "train_position" in state:
+            epoch, done = state["train_position"]
+            self._start = (int(epoch), int(done))
+            # The loader resumes mid-epoch exactly; Lightning's warning that it cannot does not apply.
+            warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
+
     def set_epoch(self, epoch: int) -> None:
         """For loops without Lightning: select the training epoch (pairing and augmentations)."""
         if self.train_set is None:
@@ -493,7 +498,11 @@ class UnpairedImageDataModule(pl.LightningDataModule):
         self.train_set.set_epoch(epoch)
 
     def _loader(
-        self, dataset: UnpairedImageFolder, sampler: Sampler[int], drop_last: bool, loader: type[DataLoader] = DataLoader,
+        self,
+        dataset: UnpairedImageFolder,
+        sampler: Sampler[int],
+        drop_last: bool,
+        loader: type[DataLoader] = DataLoader,
         **kwargs,
     ) -> DataLoader:
         return loader(
@@ -531,7 +540,8 @@ class UnpairedImageDataModule(pl.LightningDataModule):
         else:
             sampler = EpochShuffleSampler(self.train_set, seed=self.seed)
         drop_last = len(self.train_set) >= self.batch_size * world_size
-        return self._loader(self.train_set, sampler, drop_last, ResumableLoader, trainer=trainer)
+        start, self._start = self._start, None
+        return self._loader(self.train_set, sampler, drop_last, ResumableLoader, trainer=trainer, start=start)
 
     def val_dataloader(self) -> DataLoader | list:
         """Deterministic order; an empty list (no validation) when there is no validation set."""

@@ -49,6 +49,9 @@ class GeneratorEMA(nn.Module):
             warm = torch.clamp((1.0 + n) / (10.0 + n), max=self.decay)
             weight: Tensor = torch.where(self.n_averaged == 0, torch.ones_like(n), 1.0 - warm)  # 1: copy
             ema_values = [e for e, _ in floats]
-            model_values = [m.detach().to(e.dtype) for e, m in floats]
-            torch._foreach_lerp_(ema_values, model_values, weight.to(ema_values[0].dtype))
+            # ema += weight * (model - ema). Not _foreach_lerp_: it has no tensor-weight overload and
+            # would read `weight` on the host; _foreach_mul_ takes a 0-dim device tensor.
+            steps = torch._foreach_sub([m.detach().to(e.dtype) for e, m in floats], ema_values)
+            torch._foreach_mul_(steps, weight.to(ema_values[0].dtype))
+            torch._foreach_add_(ema_values, steps)
         self.n_averaged.add_(1)

@@ -23,8 +23,10 @@ from vitcycle.errors import DataError, ImageReadError, ImageTooLargeError, Image
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 """File name endings `find_images` collects (compared case-insensitively)."""
 
-_EXIF_ORIENTATION_TAG = 0x0112
+FILE_LIST_SUFFIX = ".txt"
+"""A file list: one image path per line, relative to the list's folder unless absolute."""
 
+_EXIF_ORIENTATION_TAG = 0x0112
 
 
 def find_images(root: str | os.PathLike) -> list[Path]:
@@ -36,10 +38,6 @@ def find_images(root: str | os.PathLike) -> list[Path]:
     if Path(root).suffix.lower() == FILE_LIST_SUFFIX and Path(root).is_file():
         return read_file_list(root)
     return find_files(root, IMAGE_EXTENSIONS)
-
-
-FILE_LIST_SUFFIX = ".txt"
-"""A file list: one image path per line, relative to the list's folder unless absolute."""
 
 
 def read_file_list(path: str | os.PathLike) -> list[Path]:

@@ -205,6 +205,9 @@ class CycleGAN(pl.LightningModule):
             rank_zero_info(f"compiled the networks: the first batch took {seconds:.1f} s")
             self.log("compile/first_batch_s", seconds, rank_zero_only=True)
 
+    def on_train_end(self) -> None:
+        self._check_finite(force=True)  # a NaN after the last periodic check still stops the run
+
     def on_train_epoch_end(self) -> None:
         if self._compiled:  # steady state: this stays flat (a rise is a recompile)
             self.log("compile/graphs", float(compile_graph_count()), rank_zero_only=True)
@@ -218,6 +221,8 @@ class CycleGAN(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Write the project's own entry (generator specs, training size; `vitcycle.checkpoint`) and
         keep the hyperparameters plain data, so that `torch.load(weights_only=True)` reads the file."""
+        if self._trainer is not None and self.trainer.training:
+            self._check_finite(force=True)  # never save weights a NaN has reached (runs on every DDP rank)
         datamodule = getattr(self._trainer, "datamodule", None)
         checkpoint[KEY] = model_entry({"gen_ab": self.gen_ab, "gen_ba": self.gen_ba}, datamodule)
         checkpoint["hyper_parameters"] = plain_hyperparameters(checkpoint.get("hyper_parameters") or {})
@@ -245,17 +250,21 @@ class CycleGAN(pl.LightningModule):
             bad = ~torch.isfinite(value.detach()).all()  # 0-dim bool, no sync
             self._non_finite[name] = self._non_finite[name] | bad if name in self._non_finite else bad
 
-    def _check_finite(self) -> None:
-        """Every `finite_check_every` batches: stop if a loss was non-finite since the last check."""
-        every, done = self.hparams.finite_check_every, self.batches_seen  # batches done, this one included
-        if done % every:
+    def _check_finite(self, force: bool = False) -> None:
+        """Stop if a loss was non-finite since the last check. Checked in every `finite_check_every`-th
+        batch, before its optimizer steps (with 1: before a NaN reaches the weights), and always
+        (`force`) before a checkpoint is written and when training ends, so that no NaN is saved."""
+        every = self.hparams.finite_check_every
+        batch = self.batches_seen - 1 if force else self.batches_seen  # the last batch trained, or the one training
+        if not self._non_finite or not (force or (batch + 1) % every == 0):
             return
         flags, self._non_finite = self._non_finite, {}
-        seen = bool(flags) and bool(torch.stack(list(flags.values())).any())  # the one host sync
+        seen = bool(torch.stack(list(flags.values())).any())  # the one host sync
         # All DDP ranks take the same decision, so none is left waiting in an all-reduce.
         if self.trainer.strategy.reduce_boolean_decision(seen, all=False):
             bad = [k for k, v in flags.items() if v]
-            when = f"batch {done - 1}" if every == 1 else f"one of batches {done - every}-{done - 1}"
+            first = max(0, batch - every + 1)
+            when = f"batch {batch}" if first == batch else f"one of batches {first}-{batch}"
             raise NonFiniteLossError(
                 f"non-finite loss at {when} (epoch {self.current_epoch}): {', '.join(bad) or 'on another DDP rank'}. "
                 "Lower the learning rate, check the input data, or train in 32-bit precision (32-true)."
@@ -270,6 +279,7 @@ class CycleGAN(pl.LightningModule):
         with self.toggled_optimizer(opt_gen):
             loss_gen, g, fake_a, fake_b = self._generator_step(real_a, real_b)
             self._flag_non_finite(g)
+            self._check_finite()
             opt_gen.zero_grad(set_to_none=True)
             self.manual_backward(loss_gen)
             opt_gen.step()
@@ -280,10 +290,10 @@ class CycleGAN(pl.LightningModule):
         with self.toggled_optimizer(opt_disc):
             loss_disc, d, preds = self._discriminator_step(real_a, real_b, fake_a, fake_b)
             self._flag_non_finite(d)
+            self._check_finite()
             opt_disc.zero_grad(set_to_none=True)
             self.manual_backward(loss_disc)
             opt_disc.step()
-        self._check_finite()
 
         logs = {k: v.detach() for k, v in {**g, **d}.items()}
         logs |= {f"d_out/{name}": _mean_logit(pred) for name, pred in preds.items()}

@@ -26,16 +26,20 @@ def check_outputs(
     outputs: Mapping[str, str | os.PathLike | None], inputs: Iterable[str | os.PathLike]
 ) -> list[Path]:
     """Before any work: raise if an output (by the name the caller gives it) is one of `inputs` (via any path),
-    is a folder, or cannot be written (its folder is tried with a temporary file, which works for
+    another output, a folder, or cannot be written (its folder is tried with a temporary file, which works for
     root too). Returns the outputs that exist already (the command replaces them and says so)."""
     read = {Path(p).expanduser().resolve() for p in inputs}
     existing = []
+    claimed: dict[Path, str] = {}
     for name, out in outputs.items():
         if out is None:
             continue
         path = Path(out).expanduser()
         if path.resolve() in read:
             raise VitcycleError(f"{name} {out} is a file this command reads; choose another output path")
+        if path.resolve() in claimed:
+            raise VitcycleError(f"{name} {out} is also {claimed[path.resolve()]}; give each output its own path")
+        claimed[path.resolve()] = name
         if path.is_dir():
             raise VitcycleError(f"{name} {out} is a folder; give a file path")
         try:

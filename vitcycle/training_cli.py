@@ -66,9 +66,11 @@ def link_image_size(section: Any) -> None:
     for it (other sizes would be interpolated on every step). Generators without `img_size`
     (ResNet-9) are left alone. `section` is one subcommand's parsed config."""
     size = section["data"]["image_size"]
-    for value in vars(section["model"]).values():  # gen_ab, gen_ba (fit) or generator (pretrain), ...
+    for name, value in vars(section["model"]).items():  # gen_ab, gen_ba (fit) or generator (pretrain), ...
         init_args = getattr(value, "init_args", None)
         if init_args is not None and "img_size" in init_args:
+            if init_args["img_size"] != size:
+                print(f"model.{name} img_size {init_args['img_size']} -> {size} (follows data.image_size)", file=sys.stderr)
             init_args["img_size"] = size
 
 
