@@ -492,6 +492,11 @@ def test_resume_from_a_bad_file_or_another_architecture_is_one_clear_error(tiny_
         assert message in err and str(path) in err and "Traceback" not in err
     cli_main(["fit", "--config", str(config)])  # a real checkpoint of the tiny architecture
     ckpt = tmp_path / "ckpt/last.ckpt"
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    assert main(["fit", "--config", str(config), f"--ckpt_path={truncated}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"vitcycle fit: error: cannot read checkpoint {truncated}") and "Traceback" not in "".join(err)
     wider = {"class_path": TINY_GEN["class_path"], "init_args": {**TINY_VIT, "head_dim": 32}}
     other = tiny_config(tmp_path / "other", tiny_data, gen_ab=wider, gen_ba=wider)
     before = ckpt.read_bytes()
