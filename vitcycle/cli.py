@@ -181,6 +181,27 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from vitcycle.serve import TranslationService, make_server
+
+    if args.max_upload_mb <= 0:
+        raise VitcycleError(f"--max-upload-mb {args.max_upload_mb} must be positive")
+    service = TranslationService(args.ckpt, device=args.device, max_bytes=int(args.max_upload_mb * 1e6))
+    try:
+        server = make_server(service, args.host, args.port)
+    except OSError as err:
+        raise VitcycleError(f"cannot listen on {args.host}:{args.port} ({err.strerror or err}); try another --port") from None
+    host, port = server.server_address[:2]
+    print(f"serving {service.name} on http://{host}:{port}/ (Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of the non-Lightning subcommands (Lightning ones are listed for --help)."""
     parser = argparse.ArgumentParser(
@@ -274,6 +295,14 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--no-ema", action="store_true", help="export the raw generator weights instead of the EMA ones")
     ex.add_argument("--atol", type=float, default=1e-3, help="largest allowed difference to PyTorch (default 1e-3)")
     ex.set_defaults(func=_cmd_export)
+
+    sv = sub.add_parser("serve", help="a web page to try a checkpoint in a browser (and its HTTP API)")
+    sv.add_argument("--ckpt", required=True, help="checkpoint (.ckpt) written by `vitcycle fit`")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    sv.add_argument("--port", type=int, default=7860, help="port (0: any free one)")
+    sv.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    sv.add_argument("--max-upload-mb", type=float, default=20, help="larger uploads are refused (default 20)")
+    sv.set_defaults(func=_cmd_serve)
     return parser
 
 

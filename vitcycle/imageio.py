@@ -242,9 +242,15 @@ def read_image(path: str | os.PathLike, max_pixels: float = MAX_PIXELS) -> np.nd
     except OSError as err:
         reason = err.strerror or str(err)
         raise ImageReadError(f"cannot read image {path}: {reason}", path) from None
+    return decode_image(data.tobytes(), path, max_pixels)
+
+
+def decode_image(buf: bytes, name: str | os.PathLike, max_pixels: float = MAX_PIXELS) -> np.ndarray:
+    """`read_image` of bytes already in memory (an upload, say); `name` is what messages call them."""
+    path = name
+    data = np.frombuffer(buf, dtype=np.uint8)
     if data.size == 0:
         raise ImageReadError(f"cannot read image {path}: the file is empty", path)
-    buf = data.tobytes()
     kind = _sniff(buf[:16])
     if _is_truncated(kind, buf):
         raise ImageReadError(f"cannot read image {path}: the {kind.upper()} file is truncated", path)

@@ -1,0 +1,140 @@
+"""`vitcycle serve`: the HTTP API, and the page in a real (headless) browser."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from vitcycle.serve import TranslationService, make_server
+
+
+def _image(h: int, w: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (5, 5), 0)  # (h, w, 3)
+
+
+def _png(rgb: np.ndarray) -> bytes:
+    return cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
+
+
+def _decode(body: bytes) -> np.ndarray:
+    return cv2.cvtColor(cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+@pytest.fixture(scope="module")
+def served(tiny_ckpt):
+    """(service, base URL) of a server on a free port of localhost, for this module's tests."""
+    service = TranslationService(tiny_ckpt, device="cpu", max_bytes=200_000)
+    server = make_server(service, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield service, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _post(url: str, body: bytes, query: str = "direction=a2b&face=whole") -> tuple[int, bytes, str]:
+    request = urllib.request.Request(f"{url}/api/translate?{query}", data=body, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return answer.status, answer.read(), answer.headers["Content-Type"]
+    except urllib.error.HTTPError as err:
+        return err.code, err.read(), err.headers["Content-Type"]
+
+
+def test_info_names_the_checkpoint_size_and_directions(served, tiny_ckpt):
+    service, url = served
+    with urllib.request.urlopen(f"{url}/api/info", timeout=30) as answer:
+        info = json.loads(answer.read())
+    assert info["checkpoint"] == Path(tiny_ckpt).name and info["image_size"] == 32
+    assert set(info["directions"]) == {"a2b", "b2a"} and set(info["face_modes"]) == {"whole", "face", "paste"}
+    with urllib.request.urlopen(url, timeout=30) as answer:
+        page = answer.read().decode()
+    assert Path(tiny_ckpt).name in page and 'type="file"' in page
+
+
+def test_api_translates_an_upload_like_the_translator(served):
+    service, url = served
+    image = _image(40, 56, seed=0)
+    status, body, kind = _post(url, _png(image), "direction=b2a&face=whole")
+    assert status == 200 and kind == "image/png"
+    out = _decode(body)
+    assert out.shape == image.shape
+    expected = service.translators["b2a"].translate_array(image)
+    assert np.abs(out.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_non_images_and_too_large_uploads_get_a_message(served):
+    _, url = served
+    status, body, kind = _post(url, b"this is not an image")
+    assert status == 400 and kind == "application/json"
+    assert json.loads(body)["error"] == "not a supported image format: upload a JPEG, PNG, WebP or BMP image"
+    status, body, _ = _post(url, b"\0" * 300_000)
+    assert status == 413 and json.loads(body)["error"] == "the upload is 0.3 MB; the limit is 0.2 MB"
+    status, body, _ = _post(url, _png(_image(8, 8, 1)), "direction=sideways")
+    assert status == 400 and "direction must be one of a2b, b2a" in json.loads(body)["error"]
+
+
+def test_concurrent_requests_get_their_own_results(served):
+    service, url = served
+    images = [_image(32 + 8 * k, 48, seed=k) for k in range(4)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(pool.map(lambda img: _post(url, _png(img)), images))
+    for image, (status, body, _) in zip(images, answers, strict=True):
+        assert status == 200
+        out = _decode(body)
+        assert out.shape == image.shape  # each its own size: no mixed-up results
+        expected = service.translators["a2b"].translate_array(image)
+        assert np.abs(out.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_face_pasted_back_leaves_the_image_size(served):
+    _, url = served
+    image = _image(64, 80, seed=3)  # no face in it: the whole image is translated
+    status, body, _ = _post(url, _png(image), "direction=a2b&face=paste")
+    assert status == 200 and _decode(body).shape == image.shape
+
+
+@pytest.mark.skipif(
+    shutil.which("chromium") is None or shutil.which("chromedriver") is None,
+    reason="needs chromium and chromedriver from the system packages (.ci/run installs them)",
+)
+def test_the_page_in_a_headless_browser(served, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    _, url = served
+    upload = tmp_path / "photo.png"
+    upload.write_bytes(_png(_image(36, 52, seed=5)))
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    try:
+        browser.get(url)
+        assert "tiny" not in browser.find_element(By.ID, "error").text
+        browser.find_element(By.ID, "file").send_keys(str(upload))
+        wait = WebDriverWait(browser, 60)
+        wait.until(lambda b: b.execute_script("const o = document.getElementById('output'); return o.complete && o.naturalWidth > 0"))
+        size = browser.execute_script("const o = document.getElementById('output'); return [o.naturalWidth, o.naturalHeight]")
+        assert size == [52, 36]  # the output image, at the upload's size
+        assert browser.find_element(By.ID, "download").get_attribute("hidden") is None
+        bad = tmp_path / "notes.png"
+        bad.write_bytes(b"not an image at all")
+        browser.find_element(By.ID, "file").send_keys(str(bad))
+        wait.until(lambda b: b.find_element(By.ID, "error").text)
+        assert "not a supported image format" in browser.find_element(By.ID, "error").text
+    finally:
+        browser.quit()
