@@ -49,13 +49,14 @@ pretrain-quickstart: install
 	$(VITCYCLE) pretrain --config configs/pretrain_quickstart.yaml \
 		--data.dir_a $(SYNTH)/trainA --data.dir_b $(SYNTH)/trainB --data.val_pairs $(SYNTH)/pairs_val.csv
 
-# A held-out split, a judge (kept and reused), 22 minutes of training, the domain-score table and a grid.
+# A held-out split, a judge (kept and reused), 22 minutes of training, the domain-score table and a grid
+# of best.ckpt (the highest val/domain on the validation split; the held-out test faces are never used to pick it).
 selfie2anime-cpu: install
 	$(VITCYCLE) data split --dir-a $(S2A)/trainA --dir-b $(S2A)/trainB --out $(S2A_RUN)/split --n-test 200 --seed 0
 	test -f $(S2A_RUN)/judge.pt || $(VITCYCLE) judge fit --dir-a $(S2A)/trainA --dir-b $(S2A)/trainB \
 		--holdout $(S2A_TEST) --out $(S2A_RUN)/judge.pt
 	$(VITCYCLE) fit --config configs/selfie2anime_cpu.yaml --data.dir_a $(S2A)/trainA --data.dir_b $(S2A)/trainB
-	$(VITCYCLE) eval --ckpt $(S2A_RUN)/checkpoints/last.ckpt --test-a $(S2A_RUN)/split/test_a.txt \
+	$(VITCYCLE) eval --ckpt $(S2A_RUN)/checkpoints/best.ckpt --test-a $(S2A_RUN)/split/test_a.txt \
 		--test-b $(S2A_RUN)/split/test_b.txt --judge $(S2A_RUN)/judge.pt --no-fid-kid \
 		--grid $(S2A_RUN)/grid.png --out $(S2A_RUN)/eval.json
 
