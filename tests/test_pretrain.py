@@ -70,6 +70,7 @@ def _pretrain_config(tmp_path, data, epochs: int) -> list[str]:
     config["model"]["optimizer"]["init_args"]["lr"] = 3e-3
     config["data"].update(dir_a=str(data / "trainA"), dir_b=str(data / "trainB"), val_pairs=str(data / "pairs_val.csv"),
                           image_size=32, batch_size=4, num_workers=0)
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "pretrain.yaml"
     path.write_text(yaml.safe_dump(config))
     return ["pretrain", "--config", str(path)]
@@ -116,3 +117,16 @@ def test_adamw_exempts_the_generators_no_weight_decay_set():
     exempt = {names[id(p)] for p in no_decay["params"]}
     assert "style_tokens" in exempt and "encoder.pos_embed" in exempt
     assert all(p.ndim > 1 for p in decay["params"])
+
+
+def test_pretraining_resumes_exactly_mid_epoch(tiny_data, tmp_path):
+    """6 steps straight against 2 (mid-epoch: 4 batches an epoch) and then resumed to 6: the same weights."""
+    straight = cli_main([*_pretrain_config(tmp_path / "straight", tiny_data, epochs=10), "--trainer.max_steps=6"])
+    first = _pretrain_config(tmp_path / "half", tiny_data, epochs=10)
+    cli_main([*first, "--trainer.max_steps=2"])
+    ckpt = tmp_path / "half/ckpt/last.ckpt"
+    assert torch.load(ckpt, weights_only=True)["UnpairedImageDataModule"] == {"train_position": [0, 2]}
+    resumed = cli_main([*first, "--trainer.max_steps=6", f"--ckpt_path={ckpt}"])
+    assert resumed.trainer.global_step == straight.trainer.global_step == 6
+    a, b = straight.model.generator.state_dict(), resumed.model.generator.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])][:5]
