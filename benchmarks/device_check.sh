@@ -4,7 +4,7 @@
 #   bash benchmarks/device_check.sh [OUT]       # on the GPU machine (OUT defaults to $OUT or ./device_out)
 # Prints markdown tables and writes them to OUT/*.md. Every step has its own timeout, so one
 # that hangs or fails leaves the others' tables. Rehearse on a CPU with DEVICE=cpu QUICK=1
-# (tiny jobs; compiled with the aot_eager backend, which needs no compiler).
+# (tiny jobs; compiled with the aot_eager backend, which needs no compiler), PY=$PWD/.venv/bin/python.
 set -u
 cd "$(dirname "$0")/.."
 OUT=${1:-${OUT:-device_out}}
