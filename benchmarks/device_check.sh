@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# GPU speed check of issue 11, one script, about 6 minutes on one H100/H200 (compilation included).
+# The GPU checks of the open issues in one script, on one H100/H200, parts chosen by PARTS:
+#   speed    (issue 11) bench_train eager/compiled at batch 1, 8, 32 + bench_models: about 6 minutes
+#   quality  (issue 10) the adopted recipe at 128 px on .devdata for QUALITY_TIME (5 min), scored by a
+#            judge trained on the CPU beforehand (JUDGE, carried; e.g. cp the CPU judge to .devjudge/judge.pt)
+#   pretrain (issue 12) masked-patch pretraining throughput at 256 px (images/s)
 #   bash ../shared/device/prepare.sh            # here, once: wheels into .whl/, data into .devdata/
 #   bash benchmarks/device_check.sh [OUT]       # on the GPU machine (OUT defaults to $OUT or ./device_out)
+#   PARTS="speed quality pretrain" (default all three).
 # Prints markdown tables and writes them to OUT/*.md. Every step has its own timeout, so one
 # that hangs or fails leaves the others' tables. Rehearse on a CPU with DEVICE=cpu QUICK=1
 # (tiny jobs; compiled with the aot_eager backend, which needs no compiler), PY=$PWD/.venv/bin/python.
@@ -33,6 +38,11 @@ step() {  # step NAME SECONDS COMMAND...: run with a timeout, keep stdout as OUT
   grep -v '^$' "$OUT/$name.md" | grep -E '^\||^Full|^rc=' || tail -3 "$OUT/$name.log"
 }
 
+PARTS=${PARTS:-speed quality pretrain}
+ROOT=$PWD
+VC="$PY -m vitcycle.cli"
+
+if [[ " $PARTS " == *" speed "* ]]; then
 cd benchmarks
 # 1. Today's eager step against ResNet-9, batch 1 (the baseline of the targets).
 step train_eager_b1 90 $PY bench_train.py --device "$DEVICE" --jobs $REF $BIG --batch-size 1 $STEPS --profile
@@ -46,4 +56,44 @@ for b in $BATCHES; do
 done
 # 4. Generator inference and forward+backward, with peak memory.
 step models 60 $PY bench_models.py --device "$DEVICE" --jobs $REF $BIG
+cd "$ROOT"
+fi
+
+ACC=$([ "$DEVICE" = cuda ] && echo gpu || echo cpu)
+PREC=$([ "$DEVICE" = cuda ] && echo bf16-mixed || echo 32-true)
+DATA=${DATA:-.devdata}
+if [[ " $PARTS " == *" quality "* ]]; then
+  # 5. Issue 10: the held-out split (the same files as on the CPU: seeded by name), 128 px training,
+  #    the domain-score table of best.ckpt and its grid.
+  JUDGE=${JUDGE:-.devjudge/judge.pt}
+  QT=${QUALITY_TIME:-00:00:05:00}
+  step split 60 $VC data split --dir-a $DATA/trainA --dir-b $DATA/trainB --out "$OUT/split" --n-test 200 --seed 0
+  step quality_fit 420 $VC fit --config configs/selfie2anime_cpu.yaml --data.dir_a $DATA/trainA --data.dir_b $DATA/trainB \
+    --data.image_size 128 --data.exclude "[$OUT/split/test_a.txt, $OUT/split/test_b.txt]" --model.judge "$JUDGE" \
+    --trainer.accelerator $ACC --trainer.precision $PREC --trainer.max_time $QT --trainer.val_check_interval 250 \
+    --trainer.default_root_dir "$OUT/s2a128" --trainer.enable_progress_bar false --model.compile cuda
+  ckpt="$OUT/s2a128/checkpoints/best.ckpt"; [ -f "$ckpt" ] || ckpt="$OUT/s2a128/checkpoints/last.ckpt"
+  step quality_eval 180 $VC eval --ckpt "$ckpt" --test-a "$OUT/split/test_a.txt" --test-b "$OUT/split/test_b.txt" \
+    --judge "$JUDGE" --no-fid-kid --device $DEVICE --out "$OUT/quality_eval.json" --grid "$OUT/quality_grid.png"
+fi
+
+if [[ " $PARTS " == *" pretrain "* ]]; then
+  # 6. Issue 12: pretraining throughput (vit_small_p16 at 256 px, batch 64 as UVCGAN; steps over time).
+  PT=${PRETRAIN_TIME:-00:00:01:30}
+  step pretrain 200 $VC pretrain --config configs/pretrain.yaml --data.dir_a $DATA/trainA --data.dir_b $DATA/trainB \
+    --trainer.accelerator $ACC --trainer.precision $PREC --trainer.max_time $PT --trainer.max_epochs 1000 \
+    --trainer.default_root_dir "$OUT/pretrain" --trainer.enable_progress_bar false ${PRETRAIN_ARGS:-}
+  $PY - "$OUT/pretrain" "$PT" >> "$OUT/pretrain.md" <<'PYEOF'
+import sys, torch
+from pathlib import Path
+ckpt = Path(sys.argv[1]) / "checkpoints/last.ckpt"
+if ckpt.is_file():
+    c = torch.load(ckpt, map_location="cpu", weights_only=True)
+    h, m, sec = map(int, sys.argv[2].split(":")[1:])
+    batch = c["datamodule_hyper_parameters"]["batch_size"]
+    print(f"pretraining: {c['global_step']} steps of batch {batch} in {h * 3600 + m * 60 + sec} s "
+          f"(start-up included): {c['global_step'] * batch / (h * 3600 + m * 60 + sec):.1f} images/s or more")
+PYEOF
+  tail -1 "$OUT/pretrain.md"
+fi
 echo "tables in $OUT/"
