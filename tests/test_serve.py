@@ -138,3 +138,14 @@ def test_the_page_in_a_headless_browser(served, tmp_path):
         assert "not a supported image format" in browser.find_element(By.ID, "error").text
     finally:
         browser.quit()
+
+
+def test_serve_command_defaults_to_localhost_and_refuses_a_missing_checkpoint(tmp_path, capsys):
+    from vitcycle.cli import build_parser, main
+
+    args = build_parser().parse_args(["serve", "--ckpt", "x.ckpt"])
+    assert args.host == "127.0.0.1" and args.port == 7860
+    missing = tmp_path / "missing.ckpt"
+    assert main(["serve", "--ckpt", str(missing)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"vitcycle serve: error: checkpoint {missing} does not exist; pass the .ckpt file written by `vitcycle fit`"]
