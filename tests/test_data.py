@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import io
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -589,3 +590,18 @@ def test_an_image_over_max_pixels_is_refused_from_its_header(tmp_path, make_imag
     with pytest.warns(UserWarning, match=r"huge\.png: 20000x20000 .* with max_pixels"):
         item = dm.train_set[index]
     assert item["a"].shape == (3, 32, 32) and dm.num_skipped == 1
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "JPEG-progressive", "WEBP", "BMP"])
+def test_header_size_reads_the_size_without_decoding(fmt):
+    """PNG and JPEG headers are parsed directly (fast path); the others through PIL."""
+    from vitcycle.imageio import header_size
+
+    buf = io.BytesIO()
+    image = Image.new("RGB", (37, 23))
+    if fmt == "JPEG-progressive":
+        image.save(buf, format="JPEG", progressive=True, exif=Image.Exif())
+    else:
+        image.save(buf, format=fmt)
+    assert header_size(buf.getvalue()) == (37, 23)
+    assert header_size(b"\xff\xd8\xff\xe0 not a real jpeg") is None

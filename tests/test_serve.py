@@ -114,7 +114,7 @@ def test_the_page_in_a_headless_browser(served, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    _, url = served
+    service, url = served
     upload = tmp_path / "photo.png"
     upload.write_bytes(_png(_image(36, 52, seed=5)))
     options = webdriver.ChromeOptions()
@@ -124,7 +124,7 @@ def test_the_page_in_a_headless_browser(served, tmp_path):
     browser = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
     try:
         browser.get(url)
-        assert "tiny" not in browser.find_element(By.ID, "error").text
+        assert browser.find_element(By.ID, "ckpt").text == service.name and browser.find_element(By.ID, "error").text == ""
         browser.find_element(By.ID, "file").send_keys(str(upload))
         wait = WebDriverWait(browser, 60)
         wait.until(lambda b: b.execute_script("const o = document.getElementById('output'); return o.complete && o.naturalWidth > 0"))

@@ -165,6 +165,22 @@ def test_resume_gives_the_same_weights_as_a_straight_run(tiny_data, tmp_path, nu
     assert not differing, differing[:5]
 
 
+def test_resume_from_a_checkpoint_written_at_validation_mid_epoch_is_exact(tiny_data, tmp_path):
+    """best.ckpt is written at validation end (here after batch 2 of 4): it carries the data position too."""
+    total = ["--trainer.max_steps=12", "--trainer.max_epochs=10", "--trainer.val_check_interval=2"]
+    cli_main(["fit", "--config", str(tiny_config(tmp_path / "straight", tiny_data)), *total])
+    half = tiny_config(tmp_path / "half", tiny_data)
+    cli_main(["fit", "--config", str(half), "--trainer.max_steps=6", "--trainer.max_epochs=10",
+              "--trainer.val_check_interval=2"])
+    best = tmp_path / "half/ckpt/best.ckpt"
+    saved = torch.load(best, weights_only=True)
+    assert saved["global_step"] == 4 and saved["UnpairedImageDataModule"] == {"train_position": [0, 2]}
+    resumed = cli_main(["fit", "--config", str(half), *total, f"--ckpt_path={best}"])
+    assert resumed.trainer.global_step == 12
+    a, b = _weights(tmp_path / "straight/ckpt/last.ckpt"), _weights(tmp_path / "half/ckpt/last.ckpt")
+    assert not [k for k in a if not torch.equal(a[k], b[k])]
+
+
 def test_non_finite_loss_stops_training_with_a_clear_message(tmp_path):
     module = CycleGAN(ViTTranslator(**TINY_VIT), ViTTranslator(**TINY_VIT), PatchDiscriminator(**TINY_DISC),
                       PatchDiscriminator(**TINY_DISC))

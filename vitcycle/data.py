@@ -474,7 +474,7 @@ class UnpairedImageDataModule(pl.LightningDataModule):
         to `load_state_dict` on every resume): the epoch and the batches of it already trained, or
         the next epoch when this one is done (also when `limit_train_batches` ended it)."""
         trainer = self.trainer
-        if trainer is None or not trainer.training:
+        if trainer is None or trainer.state.fn != "fit":  # also during fit's validation (best.ckpt)
             return {}
         # `processed` counts the batches whose step ran, also when a checkpoint is written from
         # on_train_batch_end (where `completed` lags one behind).

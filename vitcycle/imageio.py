@@ -314,19 +314,46 @@ def read_pairs_manifest(path: str | os.PathLike) -> tuple[list[Path], list[Path]
 _PIL_LIMIT = threading.Lock()
 
 
-def header_size(source: str | os.PathLike | bytes) -> tuple[int, int] | None:
-    """(width, height) from an image's header, without decoding it; None when PIL cannot tell.
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # frame headers (not DHT, JPG, DAC)
 
-    PIL's own decompression-bomb limit is lifted while the header is read (the caller compares
-    the size with its own limit), so a forged 20000x20000 header reports its true size.
+
+def _jpeg_size(buf: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's frame header: walk the segments to the first SOFn."""
+    i = 2
+    while i + 9 <= len(buf):
+        if buf[i] != 0xFF:
+            return None
+        marker = buf[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+        elif marker in _SOF_MARKERS:
+            return int.from_bytes(buf[i + 7 : i + 9], "big"), int.from_bytes(buf[i + 5 : i + 7], "big")
+        elif 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
+            i += 2
+        else:
+            i += 2 + int.from_bytes(buf[i + 2 : i + 4], "big")
+    return None
+
+
+def header_size(buf: bytes) -> tuple[int, int] | None:
+    """(width, height) from an image's header, without decoding it; None when it cannot be told.
+
+    PNG and JPEG (nearly every training image) are read here directly: a fifth of the time PIL
+    takes, and this runs for every image read in training. Other formats go through PIL with its
+    own decompression-bomb limit lifted (the caller compares the size with its own limit), so a
+    forged 20000x20000 header reports its true size.
     """
+    kind = _sniff(buf[:16])
+    if kind == "png" and buf[12:16] == b"IHDR":
+        return int.from_bytes(buf[16:20], "big"), int.from_bytes(buf[20:24], "big")
+    if kind == "jpeg":
+        return _jpeg_size(buf)
     from PIL import Image
 
-    fp = io.BytesIO(source) if isinstance(source, bytes) else source
     with _PIL_LIMIT:
         limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
         try:
-            with Image.open(fp) as im:
+            with Image.open(io.BytesIO(buf)) as im:
                 return int(im.width), int(im.height)
         except Exception:  # noqa: BLE001 - unreadable headers are reported by read_image
             return None

@@ -152,7 +152,7 @@ class CycleGAN(pl.LightningModule):
         self.val_means = nn.ModuleDict({name: MeanMetric() for name in names})
         # The judge is loaded once (it never trains, and stays out of this module's checkpoint).
         self._judge = [load_judge(judge)] if judge is not None else []
-        self._non_finite: dict[str, Tensor] = {}  # loss name -> on-device flag, since the last check
+        self._non_finite: dict[tuple[str, ...], Tensor] = {}  # loss names -> on-device flags, since the last check
         self._compiled, self._fit_start = False, None  # set in on_fit_start
 
     # ---------------------------------------------------------------- optimizers and schedule
@@ -221,7 +221,7 @@ class CycleGAN(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Write the project's own entry (generator specs, training size; `vitcycle.checkpoint`) and
         keep the hyperparameters plain data, so that `torch.load(weights_only=True)` reads the file."""
-        if self._trainer is not None and self.trainer.training:
+        if self._trainer is not None and self.trainer.state.fn == "fit":  # also a checkpoint at validation
             self._check_finite(force=True)  # never save weights a NaN has reached (runs on every DDP rank)
         datamodule = getattr(self._trainer, "datamodule", None)
         checkpoint[KEY] = model_entry({"gen_ab": self.gen_ab, "gen_ba": self.gen_ba}, datamodule)
@@ -245,10 +245,13 @@ class CycleGAN(pl.LightningModule):
         return self
 
     def _flag_non_finite(self, losses: dict[str, Tensor]) -> None:
-        """Remember, on the device, which losses were NaN or infinite (read by `_check_finite`)."""
-        for name, value in losses.items():
-            bad = ~torch.isfinite(value.detach()).all()  # 0-dim bool, no sync
-            self._non_finite[name] = self._non_finite[name] | bad if name in self._non_finite else bad
+        """Remember, on the device, which losses were NaN or infinite (read by `_check_finite`).
+
+        One flag vector per set of loss names (three kernels, no sync; the set changes only when
+        the identity loss fades out)."""
+        names = tuple(losses)
+        bad = ~torch.isfinite(torch.stack([v.detach().float() for v in losses.values()]))  # (L,) bool
+        self._non_finite[names] = self._non_finite[names] | bad if names in self._non_finite else bad
 
     def _check_finite(self, force: bool = False) -> None:
         """Stop if a loss was non-finite since the last check. Checked in every `finite_check_every`-th
@@ -259,10 +262,10 @@ class CycleGAN(pl.LightningModule):
         if not self._non_finite or not (force or (batch + 1) % every == 0):
             return
         flags, self._non_finite = self._non_finite, {}
-        seen = bool(torch.stack(list(flags.values())).any())  # the one host sync
+        seen = bool(torch.cat(list(flags.values())).any())  # the one host sync
         # All DDP ranks take the same decision, so none is left waiting in an all-reduce.
         if self.trainer.strategy.reduce_boolean_decision(seen, all=False):
-            bad = [k for k, v in flags.items() if v]
+            bad = list(dict.fromkeys(n for names, v in flags.items() for n, b in zip(names, v.tolist(), strict=True) if b))
             first = max(0, batch - every + 1)
             when = f"batch {batch}" if first == batch else f"one of batches {first}-{batch}"
             raise NonFiniteLossError(
