@@ -2,10 +2,11 @@
 
     python benchmarks/face_geometry.py --folder ../shared/data/selfie2anime/trainA --n 600
 
-OpenCV's Haar eye cascade (shipped in opencv-python-headless) on each image; an image counts when
-exactly two eyes are found in its upper 60%, side by side. Prints, as shares of the image side,
-the median eye-line height (from the top), the median distance between the eye centres, the
-median tilt of the eye line, and how many images were measured.
+Runs the face detector `vitcycle translate --face-crop` uses (MTCNN landmarks with the `faces`
+extra; `--detector haar` for OpenCV's cascades) on each image and takes the largest face whose eyes
+were found. Prints, as shares of the image side, the median eye-line height (from the top), the
+median distance between the eye centres, the median tilt of the eye line, and how many images
+were measured. `vitcycle.align.EYE_LINE` and `EYE_DISTANCE` hold the MTCNN figures.
 """
 
 from __future__ import annotations
@@ -14,45 +15,31 @@ import argparse
 import math
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from vitcycle.faces import face_detector
 from vitcycle.imageio import find_images, read_image
-
-
-def eye_centres(rgb: np.ndarray, cascade: cv2.CascadeClassifier) -> tuple[np.ndarray, np.ndarray] | None:
-    """(left, right) eye centres in pixels (x, y), or None unless exactly two eyes sit side by side up top."""
-    h, w = rgb.shape[:2]
-    gray = cv2.equalizeHist(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)[: int(0.6 * h)])
-    eyes = cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=8, minSize=(w // 12, w // 12))
-    if len(eyes) != 2:
-        return None
-    centres = sorted((x + ew / 2, y + eh / 2) for x, y, ew, eh in eyes)
-    left, right = np.array(centres[0]), np.array(centres[1])
-    if right[0] - left[0] < w / 8:  # overlapping boxes of one eye
-        return None
-    return left, right
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folder", type=Path, required=True)
     parser.add_argument("--n", type=int, default=600, help="images to try (the first n, sorted)")
+    parser.add_argument("--detector", default="auto", help="auto, mtcnn or haar")
     args = parser.parse_args()
-    cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / "haarcascade_eye.xml"))
+    detector = face_detector(args.detector)
     files = find_images(args.folder)[: args.n]
     heights, distances, tilts = [], [], []
     for f in files:
         rgb = read_image(f)
-        found = eye_centres(rgb, cascade)
-        if found is None:
+        found = [face for face in detector(rgb) if face.eyes is not None]  # largest first
+        if not found:
             continue
-        (lx, ly), (rx, ry) = found
-        side = rgb.shape[1]
+        (lx, ly), (rx, ry) = found[0].eyes
         heights.append((ly + ry) / 2 / rgb.shape[0])
-        distances.append(math.hypot(rx - lx, ry - ly) / side)
+        distances.append(math.hypot(rx - lx, ry - ly) / rgb.shape[1])
         tilts.append(math.degrees(math.atan2(ry - ly, rx - lx)))
-    print(f"{args.folder}: {len(heights)} of {len(files)} images with two eyes found (Haar)")
+    print(f"{args.folder}: {len(heights)} of {len(files)} images with both eyes found ({detector.name})")
     print("| eye line from the top | distance between the eyes | tilt of the eye line (median, IQR) |")
     print("|---:|---:|---:|")
     q = lambda v: np.percentile(v, [25, 50, 75])  # noqa: E731

@@ -1,4 +1,4 @@
-"""Translator (checkpoint -> generator, pre/post-processing), face crops and `vitcycle translate`."""
+"""Translator (checkpoint -> generator, pre/post-processing) and `vitcycle translate` (face crops: test_faces)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from tiny import SIZE, edited_checkpoint
+from tiny import SIZE, edited_checkpoint, read_rgb, smooth_image, write_png
 from torch import nn
 
 from vitcycle.cli import main
 from vitcycle.errors import CheckpointError, StyleError, TranslateError, VitcycleWarning
-from vitcycle.faces import detect_largest_face, face_box, paste_back
 from vitcycle.models import ResnetGenerator, ViTTranslator
 from vitcycle.translate import plan_translation
 from vitcycle.translator import Translator
@@ -27,25 +26,6 @@ def reference_generator(ckpt: Path, name: str = "gen_ab", ema: bool = True) -> n
     gen = ViTTranslator(**data["vitcycle"]["generators"][name]["init_args"])
     gen.load_state_dict({k[len(prefix):]: v for k, v in data["state_dict"].items() if k.startswith(prefix)})
     return gen.eval()
-
-
-def smooth_image(h: int, w: int, seed: int = 0) -> np.ndarray:
-    """A smooth RGB uint8 image (random low-frequency colours), so resizing barely changes it."""
-    rng = np.random.default_rng(seed)
-    small = rng.integers(0, 256, (3, 4, 3), dtype=np.uint8)
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
-
-
-def write_png(path: Path, rgb: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    assert cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    return path
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    bgr = cv2.imread(str(path))
-    assert bgr is not None, path
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 @pytest.fixture
@@ -264,22 +244,6 @@ def test_style_reference(tiny_style_ckpt: Path, ckpt: Path) -> None:
         Translator.from_checkpoint(ckpt, device="cpu").translate_array(img, style=img)
 
 
-def test_paste_back_feathers_inside_the_box_only() -> None:
-    image = np.full((40, 50, 3), 10, np.uint8)
-    patch = np.full((20, 20, 3), 210, np.uint8)
-    out = paste_back(image, patch, (15, 10, 35, 30), feather=0.2)
-    outside = np.ones((40, 50), bool)
-    outside[10:30, 15:35] = False
-    assert (out[outside] == 10).all()
-    assert (out[20, 25] == 210).all()  # centre: the patch
-    edge = int(out[10, 25, 0])
-    assert 10 < edge < 210  # border: a blend, no seam
-
-
-def test_real_face_cascade_loads_and_runs() -> None:
-    assert detect_largest_face(np.full((120, 160, 3), 128, np.uint8)) is None
-
-
 # ----------------------------------------------------------------------------------------------
 # Planning outputs
 
@@ -436,50 +400,6 @@ def test_cli_translate_video_keeps_fps_and_frame_count(tmp_path: Path, ckpt: Pat
     assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(12.0)
     assert (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))) == (40, 24)
     cap.release()
-
-
-def test_cli_translate_face_crop_paste_back_geometry(tmp_path: Path, ckpt: Path, monkeypatch, capsys) -> None:
-    monkeypatch.setattr("vitcycle.translate.detect_largest_face", lambda rgb: (40, 20, 20, 20))
-    image = smooth_image(80, 100)
-    src = write_png(tmp_path / "in/face.png", image)
-    assert main(["translate", "--ckpt", str(ckpt), "--input", str(src), "--output", str(tmp_path / "p.png"),
-                 "--face-crop", "--paste-back", "--device", "cpu"]) == 0
-    pasted = read_rgb(tmp_path / "p.png")
-    assert pasted.shape == image.shape
-    box = (30, 10, 70, 50)  # face (40, 20, 20, 20) grown by half its side each way
-    outside = np.ones(image.shape[:2], bool)
-    outside[box[1] : box[3], box[0] : box[2]] = False
-    np.testing.assert_array_equal(pasted[outside], image[outside])
-    assert np.abs(pasted[25:35, 45:55].astype(int) - image[25:35, 45:55]).mean() > 1
-
-    assert main(["translate", "--ckpt", str(ckpt), "--input", str(src), "--output", str(tmp_path / "c.png"),
-                 "--face-crop", "--device", "cpu"]) == 0
-    assert read_rgb(tmp_path / "c.png").shape == (40, 40, 3)  # the crop alone
-
-    monkeypatch.setattr("vitcycle.translate.detect_largest_face", lambda rgb: None)
-    capsys.readouterr()
-    assert main(["translate", "--ckpt", str(ckpt), "--input", str(src), "--output", str(tmp_path / "w.png"),
-                 "--face-crop", "--device", "cpu"]) == 0
-    assert "no face found" in capsys.readouterr().err
-    assert read_rgb(tmp_path / "w.png").shape == image.shape
-
-
-def test_cli_translate_face_crop_real_detector(tmp_path: Path, ckpt: Path, selfie2anime: Path) -> None:
-    selfie = read_rgb(sorted((selfie2anime / "trainA").glob("*.jpg"))[0])
-    canvas = np.full((400, 500, 3), 90, np.uint8)
-    canvas[100:356, 200:456] = selfie
-    face = detect_largest_face(canvas)
-    assert face is not None and 200 <= face[0] and face[0] + face[2] <= 456
-    src = write_png(tmp_path / "in.png", canvas)
-    assert main(["translate", "--ckpt", str(ckpt), "--input", str(src), "--output", str(tmp_path / "o.png"),
-                 "--face-crop", "--paste-back", "--device", "cpu"]) == 0
-    out = read_rgb(tmp_path / "o.png")
-    x0, y0, x1, y1 = face_box(face, canvas.shape)
-    outside = np.ones(canvas.shape[:2], bool)
-    outside[y0:y1, x0:x1] = False
-    assert outside.sum() > 10_000
-    np.testing.assert_array_equal(out[outside], canvas[outside])  # outside the crop: the original
-    assert np.abs(out[150:300, 250:400].astype(int) - canvas[150:300, 250:400]).mean() > 1
 
 
 def test_cli_translate_style_errors(tmp_path: Path, ckpt: Path, tiny_style_ckpt: Path, capsys) -> None:

@@ -56,7 +56,7 @@ def test_info_names_the_checkpoint_size_and_directions(served, tiny_ckpt):
     with urllib.request.urlopen(f"{url}/api/info", timeout=30) as answer:
         info = json.loads(answer.read())
     assert info["checkpoint"] == Path(tiny_ckpt).name and info["image_size"] == 32
-    assert set(info["directions"]) == {"a2b", "b2a"} and set(info["face_modes"]) == {"whole", "face", "paste"}
+    assert set(info["directions"]) == {"a2b", "b2a"} and set(info["face_modes"]) == {"whole", "face", "paste", "paste_all"}
     with urllib.request.urlopen(url, timeout=30) as answer:
         page = answer.read().decode()
     assert Path(tiny_ckpt).name in page and 'type="file"' in page
@@ -102,6 +102,23 @@ def test_face_pasted_back_leaves_the_image_size(served):
     image = _image(64, 80, seed=3)  # no face in it: the whole image is translated
     status, body, _ = _post(url, _png(image), "direction=a2b&face=paste")
     assert status == 200 and _decode(body).shape == image.shape
+
+
+def test_a_real_face_is_aligned_and_pasted_back(served, selfie2anime):
+    pytest.importorskip("facenet_pytorch", reason="the faces extra (facenet-pytorch) is not installed")
+    service, url = served
+    selfie = cv2.cvtColor(cv2.imread(str(sorted((selfie2anime / "trainA").glob("*.jpg"))[0])), cv2.COLOR_BGR2RGB)
+    photo = np.full((320, 400, 3), 90, np.uint8)
+    photo[32:288, 72:328] = selfie  # (320, 400, 3)
+    assert service.info()["face_detector"] == "mtcnn"
+    status, body, _ = _post(url, _png(photo), "direction=a2b&face=face")
+    face = _decode(body)
+    assert status == 200 and face.shape[0] == face.shape[1] and 60 < face.shape[0] < 320  # the aligned square
+    status, body, _ = _post(url, _png(photo), "direction=a2b&face=paste")
+    pasted = _decode(body)
+    assert status == 200 and pasted.shape == photo.shape
+    diff = np.abs(pasted.astype(int) - photo).sum(-1)  # (320, 400)
+    assert diff[100:220, 140:260].mean() > 1 and (diff[:, :20] == 0).all() and (diff[:, -20:] == 0).all()
 
 
 @pytest.mark.skipif(

@@ -15,6 +15,8 @@ from collections.abc import Iterator, Sequence
 
 from vitcycle.errors import VitcycleError
 
+DETECTOR_HELP = "face detector: auto (MTCNN landmarks with vitcycle[faces], else Haar), mtcnn or haar"
+
 LIGHTNING_COMMANDS = {
     "fit": "train a CycleGAN (LightningCLI; `vitcycle fit --help` lists every option)",
     "validate": "run validation of a checkpoint (LightningCLI; with --config and --ckpt_path)",
@@ -37,6 +39,22 @@ def _cmd_data_split(args: argparse.Namespace) -> int:
 
     list_a, list_b = make_split(args.dir_a, args.dir_b, args.out, n_test=args.n_test, seed=args.seed)
     print(f"held-out test split: {list_a} and {list_b} ({args.n_test} images each, seed {args.seed})")
+    return 0
+
+
+def _cmd_data_align(args: argparse.Namespace) -> int:
+    from vitcycle.console import one_line_warnings
+    from vitcycle.face_folder import align_folder
+    from vitcycle.faces import face_detector
+
+    with one_line_warnings("vitcycle data align"):
+        detector = face_detector(args.detector)
+        geometry = {k: v for k, v in (("eye_line", args.eye_line), ("eye_distance", args.eye_distance)) if v is not None}
+        summary = align_folder(args.input, args.output, detector, size=args.size, all_faces=args.all_faces, **geometry)
+    print(f"wrote {len(summary.written)} aligned {args.size}x{args.size} face(s) to {args.output} ({detector.name}); "
+          f"no face in {len(summary.no_face)}, skipped {len(summary.skipped)}")
+    if not summary.written:
+        raise VitcycleError(f"no face was found in {args.input}; nothing written")
     return 0
 
 
@@ -81,12 +99,15 @@ def _say_replaced(paths: Sequence[object]) -> None:
 
 def _cmd_translate(args: argparse.Namespace) -> int:
     from vitcycle.console import one_line_warnings
+    from vitcycle.faces import face_detector
     from vitcycle.imageio import read_image
     from vitcycle.translate import PathTranslator, plan_translation
     from vitcycle.translator import Translator
 
     if args.paste_back and not args.face_crop:
         raise VitcycleError("--paste-back only applies with --face-crop; add --face-crop or drop --paste-back")
+    if args.all_faces and not args.paste_back:
+        raise VitcycleError("--all-faces pastes every face back into the image; add --face-crop --paste-back")
     if args.size is not None and args.size < 1:
         raise VitcycleError(f"--size {args.size} must be a positive number of pixels")
     with one_line_warnings("vitcycle translate"):
@@ -102,8 +123,9 @@ def _cmd_translate(args: argparse.Namespace) -> int:
             translator,
             size=args.size,
             batch_size=args.batch_size,
-            face_crop=args.face_crop,
+            faces=face_detector(args.face_detector) if args.face_crop else None,
             paste_back=args.paste_back,
+            all_faces=args.all_faces,
             style=style,
             grid=args.grid,
             **({"max_pixels": args.max_pixels} if args.max_pixels is not None else {}),
@@ -228,6 +250,17 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--n-test", type=int, default=200, help="held-out images per domain")
     split.add_argument("--seed", type=int, default=0, help="same seed and folders, same split")
     split.set_defaults(func=_cmd_data_split)
+    align = data_sub.add_parser("align", help="aligned face crops of a photo folder, to train on (eyes level and placed)")
+    align.add_argument("--input", required=True, help="a photo or a folder of photos (recursive)")
+    align.add_argument("--output", required=True, help="output folder (mirrors the input folder)")
+    align.add_argument("--size", type=int, default=256, help="side of the square crops in pixels")
+    align.add_argument("--all-faces", action="store_true", help="every face (name_face2.jpg, ...), not only the largest")
+    align.add_argument("--detector", default="auto", help=DETECTOR_HELP)
+    align.add_argument("--eye-line", type=float, default=None,
+                       help="eye height as a share of the side, from the top (default: as in the U-GAT-IT selfies)")
+    align.add_argument("--eye-distance", type=float, default=None,
+                       help="distance between the eye centres as a share of the side (default: as in the U-GAT-IT selfies)")
+    align.set_defaults(func=_cmd_data_align)
 
     judge = sub.add_parser("judge", help="the domain judge of the offline real-data score")
     judge_sub = judge.add_subparsers(dest="judge_command", metavar="JUDGE_COMMAND", required=True)
@@ -253,8 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--size", type=int, default=None, help="processing size of the longer side (default: training size)")
     tr.add_argument("--batch-size", type=int, default=8, help="images or video frames per forward pass")
     tr.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    tr.add_argument("--face-crop", action="store_true", help="translate a square around the largest detected face")
+    tr.add_argument("--face-crop", action="store_true",
+                    help="translate the largest face, aligned as the training faces are (eyes level; see `data align`)")
     tr.add_argument("--paste-back", action="store_true", help="with --face-crop: blend the face back into the image")
+    tr.add_argument("--all-faces", action="store_true", help="with --face-crop --paste-back: every face, not the largest")
+    tr.add_argument("--face-detector", default="auto", help=DETECTOR_HELP)
     tr.add_argument("--no-ema", action="store_true", help="use the raw generator weights instead of the EMA ones")
     tr.add_argument("--style", metavar="REF", default=None, help="style reference image (generators with a style encoder)")
     tr.add_argument("--grid", action="store_true", help="write input | output side by side")

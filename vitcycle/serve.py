@@ -5,7 +5,7 @@ to install or to fight the pinned torch/numpy stack, one thread per request so s
 served at once. Uploads are decoded in memory and never written to disk; the model is loaded once
 and called under a lock (decoding and encoding run in parallel).
 
-API: `GET /api/info` (JSON: checkpoint name, image size, directions, face modes, upload limit);
+API: `GET /api/info` (JSON: checkpoint name, image size, directions, face modes and detector, upload limit);
 `POST /api/translate?direction=a2b&face=whole` with the image bytes as the body answers a PNG, or
 a JSON `{"error": ...}` with status 400 (not an image) or 413 (too large).
 """
@@ -23,12 +23,13 @@ from urllib.parse import parse_qs, urlparse
 import cv2
 import numpy as np
 
+from vitcycle.align import align_faces, crop_face, paste_back
 from vitcycle.errors import ImageReadError, VitcycleError
-from vitcycle.faces import detect_largest_face, face_box, paste_back
+from vitcycle.faces import face_detector
 from vitcycle.imageio import MAX_PIXELS, decode_image
 from vitcycle.translator import Translator
 
-FACE_MODES = {"whole": "whole image", "face": "face only", "paste": "face pasted back"}
+FACE_MODES = {"whole": "whole image", "face": "aligned face", "paste": "face pasted back", "paste_all": "every face pasted back"}
 DIRECTIONS = {"a2b": "A → B", "b2a": "B → A"}
 
 
@@ -41,6 +42,7 @@ class TranslationService:
         self.translators = {"a2b": gen_ab, "b2a": gen_ba}
         self.name = Path(ckpt).name
         self.max_bytes, self.max_pixels = max_bytes, max_pixels
+        self.faces = face_detector("auto")  # MTCNN landmarks with vitcycle[faces], else Haar
         self._model = threading.Lock()
 
     def info(self) -> dict:
@@ -49,11 +51,13 @@ class TranslationService:
             "image_size": self.translators["a2b"].image_size,
             "directions": DIRECTIONS,
             "face_modes": FACE_MODES,
+            "face_detector": self.faces.name,
             "max_upload_bytes": self.max_bytes,
         }
 
     def translate(self, data: bytes, direction: str, face: str) -> np.ndarray:
-        """The translation of an uploaded image, (H, W, 3) RGB uint8 (the face crop in "face" mode).
+        """The translation of an uploaded image, (H, W, 3) RGB uint8 (the aligned face crop in "face" mode;
+        the whole image translated when no face is found).
 
         Raises:
             VitcycleError: unknown direction or face mode; ImageReadError: not a readable image.
@@ -61,14 +65,15 @@ class TranslationService:
         if direction not in DIRECTIONS or face not in FACE_MODES:
             raise VitcycleError(f"direction must be one of {', '.join(DIRECTIONS)} and face one of {', '.join(FACE_MODES)}")
         image = decode_image(data, "the upload", self.max_pixels)  # (H, W, 3)
-        box = None
-        if face != "whole":
-            found = detect_largest_face(image)
-            box = face_box(found, image.shape) if found is not None else None
-        crop = image if box is None else image[box[1] : box[3], box[0] : box[2]]
+        found = [] if face == "whole" else align_faces(image, self.faces, all_faces=face == "paste_all")
+        crops = [crop_face(image, a) for a in found] or [image]
         with self._model:
-            out = self.translators[direction].translate_array(crop)  # shape of crop
-        return paste_back(image, out, box) if box is not None and face == "paste" else out
+            outs = [self.translators[direction].translate_array(crop) for crop in crops]  # shapes of the crops
+        if not found or face == "face":
+            return outs[0]
+        for alignment, out in zip(found, outs, strict=True):
+            image = paste_back(image, out, alignment)
+        return image
 
 
 def encode_png(rgb: np.ndarray) -> bytes:
@@ -91,7 +96,8 @@ body {{ font-family: sans-serif; margin: 2em; max-width: 60em; }}
 #error {{ color: #b00; }} #busy {{ display: none; }}
 </style></head><body>
 <h1>vitcycle</h1>
-<p>Checkpoint <b id="ckpt">{html.escape(info["checkpoint"])}</b>, trained at {info["image_size"]} px.</p>
+<p>Checkpoint <b id="ckpt">{html.escape(info["checkpoint"])}</b>, trained at {info["image_size"]} px.
+Faces are found by {html.escape(info["face_detector"])} and aligned as the training faces are (eyes level).</p>
 <label>Direction <select id="direction">{options(info["directions"])}</select></label>
 <label>Face <select id="face">{options(info["face_modes"])}</select></label>
 <div id="drop">Drop an image here, or <input type="file" id="file" accept="image/*"></div>

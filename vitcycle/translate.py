@@ -2,8 +2,8 @@
 
 `plan_translation` maps an image, a video or a folder of them to output paths and refuses unsafe
 combinations before anything is computed. `PathTranslator` translates the plan file by file with a
-progress bar: images in batches, videos frame by frame, optionally a face crop (`vitcycle.faces`),
-skipping unreadable inputs with a warning.
+progress bar: images in batches, videos frame by frame, optionally aligned face crops
+(`vitcycle.align`) pasted back or not, skipping unreadable inputs with a warning.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
+from vitcycle.align import Alignment, align_faces, crop_face, paste_back
 from vitcycle.errors import ImageReadError, ImageTooLargeError, TranslateError, VitcycleError, VitcycleWarning
-from vitcycle.faces import detect_largest_face, face_box, paste_back
+from vitcycle.faces import FaceDetector
 from vitcycle.imageio import IMAGE_EXTENSIONS, MAX_PIXELS, find_files, read_image, write_image
 from vitcycle.outputs import replaced_atomically
 from vitcycle.translator import Translator
@@ -143,12 +144,13 @@ class PathTranslator:
         translator: the loaded generator.
         size: processing size of the longer side (None: the training size).
         batch_size: images or video frames per forward pass.
-        face_crop: translate a square around the largest detected face instead of the whole image.
-        paste_back: with face_crop, blend the translated face back into the original image.
+        faces: translate the aligned faces this detector finds instead of the whole image (None: whole images).
+        paste_back: with faces, blend each translated face back into the original image.
+        all_faces: with faces and paste_back, translate every face found (default: the largest).
         style: reference image (RGB uint8) for a generator with a style encoder.
         grid: write input | output side by side instead of the output alone.
         max_pixels: skip images or videos whose frames have more pixels than this.
-        margin: face crop margin, as a fraction of the detected face side on each side.
+        margin: crop margin around a face whose eyes were not found, as a share of its side each way.
     """
 
     def __init__(
@@ -156,8 +158,9 @@ class PathTranslator:
         translator: Translator,
         size: int | None = None,
         batch_size: int = 8,
-        face_crop: bool = False,
+        faces: FaceDetector | None = None,
         paste_back: bool = False,
+        all_faces: bool = False,
         style: np.ndarray | None = None,
         grid: bool = False,
         max_pixels: float = MAX_PIXELS,
@@ -165,11 +168,15 @@ class PathTranslator:
     ) -> None:
         if batch_size < 1:
             raise VitcycleError(f"batch size {batch_size} must be at least 1")
+        if all_faces and not (faces and paste_back):
+            raise VitcycleError("every face can only be translated when the faces are pasted back into the image")
         self.translator = translator
         self.size = int(size or translator.image_size)
         self.batch_size = batch_size
-        self.face_crop = face_crop
+        self.faces = faces
+        self.face_crop = faces is not None
         self.paste_back = paste_back
+        self.all_faces = all_faces
         self.style = translator.prepare_style(style, self.size) if style is not None else None  # (1, 3, h, w)
         self.grid = grid
         self.max_pixels = max_pixels
@@ -193,25 +200,40 @@ class PathTranslator:
         warnings.warn(f"skipped {path}: {reason}", VitcycleWarning, stacklevel=3)
 
     # ------------------------------------------------------------------ images
-    def _crop_inputs(self, frames: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[tuple | None]]:
-        """Face crops (or whole frames) to translate, and the crop box of each (None: whole frame)."""
-        if not self.face_crop:
-            return list(frames), [None] * len(frames)
-        crops, boxes = [], []
+    def _crop_inputs(self, frames: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[list[Alignment]]]:
+        """The images to translate (aligned face crops, or whole frames) and each frame's alignments
+        ([] for a frame translated whole)."""
+        if self.faces is None:
+            return list(frames), [[] for _ in frames]
+        crops, alignments = [], []
         for frame in frames:
-            face = detect_largest_face(frame)
-            box = face_box(face, frame.shape, self.margin) if face is not None else None
-            crops.append(frame if box is None else frame[box[1] : box[3], box[0] : box[2]])
-            boxes.append(box)
-        return crops, boxes
+            found = align_faces(frame, self.faces, self.all_faces, margin=self.margin)
+            crops.extend([crop_face(frame, a) for a in found] if found else [frame])
+            alignments.append(found)
+        return crops, alignments
 
     def _compose(
-        self, frame: np.ndarray, crop: np.ndarray, out: np.ndarray, box: tuple | None, paste: bool
+        self, frame: np.ndarray, crops: list[np.ndarray], outs: list[np.ndarray], found: list[Alignment], paste: bool
     ) -> np.ndarray:
-        """The image to write: output (pasted back when asked), or input | output side by side (`grid`)."""
-        if box is not None and paste:
-            crop, out = frame, paste_back(frame, out, box)
-        return np.concatenate([crop, out], axis=1) if self.grid else out  # (h, 2w, 3) or (h, w, 3)
+        """The image to write: the output (faces pasted back when asked), or input | output (`grid`)."""
+        if found and paste:
+            shown, out = frame, frame
+            for alignment, face in zip(found, outs, strict=True):
+                out = paste_back(out, face, alignment)
+        else:
+            shown, out = crops[0], outs[0]
+        return np.concatenate([shown, out], axis=1) if self.grid else out  # (h, 2w, 3) or (h, w, 3)
+
+    def _translate_frames(self, frames: Sequence[np.ndarray], paste: bool) -> tuple[list[np.ndarray], list[bool]]:
+        """The composed output of each frame, and whether faces were asked for but none was found in it."""
+        crops, alignments = self._crop_inputs(frames)
+        outs = self.translator.translate_batch(crops, size=self.size, style=self.style)
+        composed, start = [], 0
+        for frame, found in zip(frames, alignments, strict=True):
+            n = max(1, len(found))
+            composed.append(self._compose(frame, crops[start : start + n], outs[start : start + n], found, paste))
+            start += n
+        return composed, [self.face_crop and not found for found in alignments]
 
     def _run_images(self, chunk: Sequence[Job], summary: TranslateSummary) -> None:
         loaded: list[tuple[Job, np.ndarray]] = []
@@ -224,15 +246,12 @@ class PathTranslator:
                 self._skip(summary, job.src, str(err).removeprefix(f"cannot read image {job.src}: "))
         if not loaded:
             return
-        frames = [img for _, img in loaded]
-        crops, boxes = self._crop_inputs(frames)
-        for (job, _), box in zip(loaded, boxes, strict=True):
-            if self.face_crop and box is None:
+        composed, no_face = self._translate_frames([img for _, img in loaded], self.paste_back)
+        for (job, _), out, missing in zip(loaded, composed, no_face, strict=True):
+            if missing:
                 summary.no_face += 1
                 warnings.warn(f"no face found in {job.src}; translating the whole image", VitcycleWarning, stacklevel=3)
-        outs = self.translator.translate_batch(crops, size=self.size, style=self.style)
-        for (job, frame), crop, out, box in zip(loaded, crops, outs, boxes, strict=True):
-            write_image(job.dst, self._compose(frame, crop, out, box, self.paste_back))
+            write_image(job.dst, out)
             summary.translated.append(job.dst)
 
     # ------------------------------------------------------------------ videos
@@ -287,11 +306,9 @@ class PathTranslator:
                     frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
                 if not frames:
                     break
-                crops, boxes = self._crop_inputs(frames)
-                no_face += sum(self.face_crop and b is None for b in boxes)
-                outs = self.translator.translate_batch(crops, size=self.size, style=self.style)
-                for frame, crop, out, box in zip(frames, crops, outs, boxes, strict=True):
-                    composed = self._compose(frame, crop, out, box, paste)
+                outs, missing = self._translate_frames(frames, paste)
+                no_face += sum(missing)
+                for composed in outs:
                     if writer is None:
                         writer = self._open_writer(path, job.dst, fps, composed.shape[1], composed.shape[0])
                     writer.write(cv2.cvtColor(composed, cv2.COLOR_RGB2BGR))
