@@ -5,7 +5,8 @@
 Each selfie is placed upright on a larger grey photo; its eyes found there are the reference. The
 photo is turned by each angle, aligned (`vitcycle.align.align_face`, with 0, 1 or 2 refinements),
 and the reference eyes carried through the rotation and the alignment: their tilt and eye-line
-height in the crop are the alignment's error. Prints one row per refinement count.
+height in the crop are the alignment's error. Prints one row per refinement count; `--grid PNG`
+also draws the first two selfies' turned photos over their aligned faces.
 """
 
 from __future__ import annotations
@@ -18,9 +19,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vitcycle.align import EYE_LINE, align_face
+from vitcycle.align import EYE_LINE, align_face, crop_face
 from vitcycle.faces import face_detector
-from vitcycle.imageio import find_images, read_image
+from vitcycle.imageio import find_images, read_image, write_image
+
+
+def write_grid(path: Path, photos: list[np.ndarray], detector, side: int = 160) -> None:
+    """Row 1: the turned photos; row 2: their aligned faces (the default alignment)."""
+    top, bottom = [], []
+    for photo in photos:
+        faces = detector(photo)
+        crop = crop_face(photo, align_face(photo, faces[0], detector)) if faces else np.zeros_like(photo)
+        top.append(cv2.resize(photo, (side, side), interpolation=cv2.INTER_AREA))
+        bottom.append(cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA))
+    write_image(path, np.concatenate([np.concatenate(top, 1), np.concatenate(bottom, 1)], 0))
 
 
 def main() -> None:
@@ -29,6 +41,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=40, help="selfies (the first n, sorted)")
     parser.add_argument("--angles", type=float, nargs="+", default=[-30, -15, 15, 30])
     parser.add_argument("--detector", default="auto", help="auto, mtcnn or haar")
+    parser.add_argument("--grid", type=Path, default=None, help="also write a PNG: turned photos over their aligned crops")
     args = parser.parse_args()
     detector = face_detector(args.detector)
     cases = []  # (photo, reference eyes in it)
@@ -61,6 +74,8 @@ def main() -> None:
             lines.append(abs((ly + ry) / 2 / alignment.size - EYE_LINE))
         seconds = (time.perf_counter() - start) / len(cases)
         t, line = np.percentile(tilts, [50, 90, 100]), np.percentile(lines, [50, 100])
+        if refine == 1 and args.grid is not None:
+            write_grid(args.grid, [photo for photo, _ in cases[: 2 * len(args.angles)]], detector)
         print(f"| {refine} | {found}/{len(cases)} | {t[0]:.1f} / {t[1]:.1f} / {t[2]:.1f} deg "
               f"| {line[0]:.3f} / {line[1]:.3f} | {seconds:.3f} |")
 
