@@ -15,7 +15,7 @@ from vitcycle.cli import cli_main, main
 from vitcycle.data import UnpairedImageDataModule
 from vitcycle.domain_score import layout_ssim
 from vitcycle.errors import CheckpointError, DataError
-from vitcycle.imageio import find_images, read_file_list, read_image
+from vitcycle.imageio import find_images, read_file_list, read_image, write_image
 from vitcycle.judge import (
     NEITHER,
     A,
@@ -169,6 +169,26 @@ def test_eval_reports_the_domain_score_with_baselines(judge_data, judge_file, ti
     assert acc["a"]["n"] == acc["b"]["n"] == 12 and acc["a"]["accuracy"] >= 0.75 and acc["b"]["accuracy"] >= 0.75
     assert "judge accuracy on the held-out real images: A" in printed
     assert read_image(grid).shape == (2 * 8 * 128, 3 * 128, 3)  # 8 rows per direction: input | translation | reconstruction
+
+
+def test_eval_judges_translations_at_the_generators_size_not_enlarged(judge_data, judge_file, tiny_ckpt, tmp_path, monkeypatch):
+    """64 px test images, a generator trained at 32 px: the judge sees its 32 px output (enlarging it to
+    64 px and shrinking it back to the judge's size would blur artifacts away), and the 64 px inputs."""
+    import cv2
+
+    import vitcycle.judge
+
+    for side in ("A", "B"):
+        for path in sorted((judge_data / f"val{side}").iterdir())[:3]:
+            write_image(tmp_path / side / path.name, cv2.resize(read_image(path), (64, 64), interpolation=cv2.INTER_CUBIC))
+    seen: list[set] = []
+    to_tensor = vitcycle.judge.arrays_to_tensor
+    monkeypatch.setattr(vitcycle.judge, "arrays_to_tensor", lambda imgs, size: seen.append({i.shape for i in imgs}) or to_tensor(imgs, size))
+    assert main(["eval", "--ckpt", str(tiny_ckpt), "--test-a", str(tmp_path / "A"), "--test-b", str(tmp_path / "B"),
+                 "--judge", str(judge_file), "--no-fid-kid", "--out", str(tmp_path / "e.json"), "--device", "cpu"]) == 0
+    inputs, fakes = seen[0], seen[1]  # per batch: inputs, translations, reconstructions, cartoons
+    assert inputs == {(64, 64, 3)} and fakes == {(32, 32, 3)}
+    assert "processing size" in json.loads((tmp_path / "e.json").read_text())["settings"]["judged_size"]
 
 
 def test_eval_without_fid_pairs_or_judge_has_nothing_to_report(judge_data, tiny_ckpt, tmp_path, capsys):

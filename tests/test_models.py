@@ -64,19 +64,21 @@ def test_vit_small_p16_is_uvcgan_sized():
     assert model.head_channels[0] <= 32  # thin full-resolution convs keep the 256 px head cheap
 
 
-def test_new_generator_is_near_identity():
+@pytest.mark.parametrize("upsample", ["pixel_shuffle", "bilinear"])
+def test_new_generator_is_near_identity(upsample):
     torch.manual_seed(0)
     x = images(2, 3, 32, 48)
     with torch.no_grad():
-        y = tiny()(x)
-        y_plain = tiny(global_residual=False)(x)
+        y = tiny(upsample=upsample)(x)
+        y_plain = tiny(global_residual=False, upsample=upsample)(x)
     assert (y - x).abs().max() <= 0.05 + 1e-6  # tanh(atanh(0.95 x)) = 0.95 x
     assert (y_plain - x).abs().mean() > 0.1
 
 
-def test_gradients_reach_encoder_and_style_tokens():
+@pytest.mark.parametrize("upsample", ["pixel_shuffle", "bilinear"])
+def test_gradients_reach_encoder_and_style_tokens(upsample):
     torch.manual_seed(0)
-    model = tiny()
+    model = tiny(upsample=upsample)
     x, target = images(2, 3, 32, 32), images(2, 3, 32, 32)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     # Zero-initialised last layers are moved one step at a time: step 1 the output conv, step 2 the
@@ -91,6 +93,22 @@ def test_gradients_reach_encoder_and_style_tokens():
         model.style_tokens,
     ):
         assert param.grad is not None and param.grad.abs().sum() > 0
+
+
+def test_bilinear_upsampling_blends_neighbouring_tokens_instead_of_filling_blocks():
+    """Two token columns, 0 and 1: a pixel shuffle gives each its own 2x2 block (a step at the border),
+    the bilinear resize a ramp across it; the same 1x1 identity conv follows both."""
+    from vitcycle.models.generator import ResizeConvUp
+
+    up = ResizeConvUp(1, 1)
+    with torch.no_grad():
+        up.conv.weight.zero_()
+        up.conv.weight[0, 0, 1, 1] = 1.0
+        up.conv.bias.zero_()
+        row = up(torch.tensor([[[[0.0, 1.0]]]]), (2, 4))[0, 0, 0]  # (4,)
+    torch.testing.assert_close(row, torch.tensor([0.0, 0.25, 0.75, 1.0]))
+    with pytest.raises(VitcycleError, match="upsample 'nearest' is not one of pixel_shuffle, bilinear"):
+        tiny(upsample="nearest")
 
 
 def test_batch_items_are_independent():

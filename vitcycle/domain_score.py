@@ -1,6 +1,8 @@
 """The offline real-data score of a translation: what the judge calls it, and how much layout it keeps.
 
-Per direction (e.g. A -> B) and method (the model, or a baseline on the same inputs):
+Per direction (e.g. A -> B) and method (the model, or a baseline on the same inputs); the model's
+translations are judged as the generator made them, at the processing size (enlarging them to the
+input's size and shrinking them to the judge's would blur away the artifacts the judge should see):
 - `target`: share of outputs whose judge argmax is the target domain (B);
 - `neither`: share the judge calls neither domain (artifacts, blends, noise);
 - `layout_ssim`: SSIM between input and output at 32x32 grayscale (pose and layout kept: the
@@ -112,6 +114,7 @@ def format_domain_table(report: dict) -> str:
             )
     acc = report["judge_accuracy"]
     lines.append("")
+    lines.append("model translations judged as the generator made them (processing size), every image resized to the judge's size")
     lines.append(
         "judge accuracy on the held-out real images: "
         + ", ".join(f"{side.upper()} {pct(a['accuracy'], a['n_correct'], a['n'])}" for side, a in acc.items())

@@ -312,7 +312,7 @@ def run_eval(
     from vitcycle.imageio import find_images, read_pairs_manifest
     from vitcycle.judge import arrays_to_tensor, load_judge
     from vitcycle.translate import batched
-    from vitcycle.translator import Translator, resolve_device
+    from vitcycle.translator import Translator, resize_image, resolve_device
 
     if batch_size < 1:
         raise VitcycleError(f"batch size {batch_size} must be at least 1")
@@ -372,16 +372,19 @@ def run_eval(
                 continue
             reals = [img for _, img in loaded]
             n_read[src] += len(reals)
-            fakes = translator.translate_batch(reals, size=size)
+            made = translator.translate_batch(reals, size=size, keep_size=False)  # as the generator made them
+            fakes = [resize_image(f, *r.shape[:2]) for f, r in zip(made, reals, strict=True)]  # as translate gives them
             if judge_net is not None or (grid is not None and not pair_b_of):
                 reverse = gen_ba if src == "a" else gen_ab
-                recs = reverse.translate_batch(fakes, size=size)
+                recs = reverse.translate_batch(made, size=size)
                 if grid is not None and not pair_b_of:  # unpaired rows: input | translation | reconstruction
                     rows = list(zip(reals, fakes, recs, strict=True))[: grid_rows - unpaired_rows[src]]
                     grid_triples += rows
                     unpaired_rows[src] += len(rows)
                 if judge_net is not None:
-                    for key, imgs in (("input", reals), ("fake", fakes), ("rec", recs), ("cartoon", [cartoon(r) for r in reals])):
+                    # The translations are judged at the generator's own resolution: enlarged to the input's
+                    # size and shrunk again to the judge's, they would be blurred, which hides artifacts.
+                    for key, imgs in (("input", reals), ("fake", made), ("rec", recs), ("cartoon", [cartoon(r) for r in reals])):
                         judged[src].setdefault(key, []).append(arrays_to_tensor(imgs, judge_net.size))
             if extractor is not None:
                 real_feats[src].append(extract_features(_uint8_batch(reals), extractor, batch_size))
@@ -420,6 +423,7 @@ def run_eval(
         "paired_ranges": PAIRED_RANGES,
         "kid_subset_size": kid_subset_size,
         "judge": str(judge) if judge is not None else None,
+        "judged_size": "translations as the generator made them (the processing size), not enlarged to the input's",
         "judge_training": judge_net.summary if judge_net is not None else None,
     }
     report["skipped"] = skipped

@@ -60,7 +60,7 @@ def _to_uint8(x: Tensor) -> Tensor:
     return ((x.float() + 1.0) * 127.5).round_().clamp_(0, 255).to(torch.uint8)
 
 
-def _resize(img: np.ndarray, height: int, width: int) -> np.ndarray:
+def resize_image(img: np.ndarray, height: int, width: int) -> np.ndarray:
     """cv2 resize to (height, width): area filter when shrinking, bicubic when enlarging."""
     if img.shape[:2] == (height, width):
         return img
@@ -215,18 +215,20 @@ class Translator:
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise VitcycleError(f"expected an (H, W, 3) uint8 RGB image, got {rgb.dtype} {rgb.shape}")
         h, w = fit_longer_side(rgb.shape[0], rgb.shape[1], size)
-        return to_tensor(np.ascontiguousarray(_resize(rgb, h, w)))  # (3, h, w) in [-1, 1]
+        return to_tensor(np.ascontiguousarray(resize_image(rgb, h, w)))  # (3, h, w) in [-1, 1]
 
     def translate_batch(
         self,
         images: Sequence[np.ndarray],
         size: int | None = None,
         style: Tensor | np.ndarray | None = None,
+        keep_size: bool = True,
     ) -> list[np.ndarray]:
         """Translate RGB uint8 images; images with the same processed size share one forward pass.
 
-        Each output has its input's size. `size` is the processing size of the longer side
-        (default: the training size); `style` a reference image for a style-encoder generator.
+        Each output has its input's size (`keep_size`), or the processing size, as the generator
+        made it. `size` is the processing size of the longer side (default: the training size);
+        `style` a reference image for a style-encoder generator.
         """
         size = int(size or self.image_size)
         style_t = self.prepare_style(style, size) if style is not None else None
@@ -239,8 +241,8 @@ class Translator:
             batch = torch.stack([inputs[i] for i in idx])  # (B, 3, h, w)
             out = _to_uint8(self.translate_tensor(batch, style_t)).permute(0, 2, 3, 1).cpu().numpy()  # (B, h, w, 3)
             for i, arr in zip(idx, out, strict=True):
-                H, W = images[i].shape[:2]
-                outputs[i] = _resize(np.ascontiguousarray(arr), H, W)
+                H, W = images[i].shape[:2] if keep_size else arr.shape[:2]
+                outputs[i] = resize_image(np.ascontiguousarray(arr), H, W)
         return outputs  # type: ignore[return-value]
 
     def translate_array(

@@ -1,7 +1,7 @@
 """ViTTranslator: a timm ViT encoder, a transformer decoder with style tokens, and a DPT-style image head.
 
 Layout (timm-like, inside one file): `CrossAttention` -> `DecoderBlock` -> `ResidualConvUnit` /
-`PixelShuffleUp` -> `ViTTranslator`; timm builds the encoder and loads its weights (hub or a local file).
+`PixelShuffleUp` or `ResizeConvUp` -> `ViTTranslator`; timm builds the encoder and loads its weights (hub or a local file).
 
 Data flow for an input of (B, 3, H, W) in [-1, 1] and a patch size p (p = 16 shown):
 
@@ -137,6 +137,23 @@ class PixelShuffleUp(nn.Module):
         return x
 
 
+class ResizeConvUp(nn.Module):
+    """2x upsampling by bilinear resize, then a 3x3 conv (Odena et al. 2016, "Deconvolution and
+    Checkerboard Artifacts"): neighbouring tokens blend at their border instead of each filling its
+    own block of pixels, so no patch grid can form."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        x = F.interpolate(F.relu(x), size=size, mode="bilinear", align_corners=False)  # (B, C_in, *size)
+        return self.conv(x)  # (B, C_out, *size)
+
+
+UPSAMPLERS = {"pixel_shuffle": PixelShuffleUp, "bilinear": ResizeConvUp}
+
+
 def _conv_block(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1),
@@ -185,6 +202,8 @@ class ViTTranslator(InitArgsMixin, nn.Module):
         global_residual: output tanh(head + atanh(0.95 x)) instead of tanh(head).
         head_min_channels: least number of channels of any head stage, so that the convolutional
             path at full, 1/2 and 1/4 resolution can be made wider than head_dim's halvings give.
+        upsample: how the head doubles the resolution, "pixel_shuffle" (sub-pixel conv, ICNR) or
+            "bilinear" (resize, then conv: no patch grid can form at token borders).
     """
 
     weight_args = {"pretrained": False, "pretrained_path": None}  # a checkpoint holds the weights
@@ -209,8 +228,11 @@ class ViTTranslator(InitArgsMixin, nn.Module):
         head_dim: int = 256,
         global_residual: bool = True,
         head_min_channels: int = 8,
+        upsample: str = "pixel_shuffle",
     ) -> None:
         super().__init__()
+        if upsample not in UPSAMPLERS:
+            raise VitcycleError(f"upsample {upsample!r} is not one of {', '.join(UPSAMPLERS)}")
         self.global_residual = global_residual
         self.grad_checkpointing = False
 
@@ -291,7 +313,7 @@ class ViTTranslator(InitArgsMixin, nn.Module):
                 nn.Sequential(nn.Conv2d(ch[1], ch[2], 3, stride=2, padding=1), nn.ReLU(inplace=True)),
             ]
         )
-        self.up = nn.ModuleList(PixelShuffleUp(ch[k + 1], ch[k]) for k in range(S))  # up[k]: stage k+1 -> k
+        self.up = nn.ModuleList(UPSAMPLERS[upsample](ch[k + 1], ch[k]) for k in range(S))  # up[k]: stage k+1 -> k
         self.fuse = nn.ModuleList(ResidualConvUnit(ch[k]) for k in range(S + 1))
         self.head_out = nn.Conv2d(ch[0], 3, 3, padding=1)
 
@@ -319,7 +341,7 @@ class ViTTranslator(InitArgsMixin, nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
         trunc_normal_(self.style_tokens, std=0.02)
-        for up in self.up:  # ICNR (Aitken et al. 2017)
+        for up in (u for u in self.up if isinstance(u, PixelShuffleUp)):  # ICNR (Aitken et al. 2017)
             w = up.conv.weight  # (4 C_out, C_in, 3, 3)
             kernel = torch.empty(w.shape[0] // 4, *w.shape[1:])
             nn.init.kaiming_normal_(kernel, mode="fan_in", nonlinearity="relu")
