@@ -391,6 +391,30 @@ def test_learning_rate_is_constant_then_decays_linearly_to_zero_and_stays_there(
     assert lrs == pytest.approx([base, base, 0.75 * base, 0.5 * base, 0.25 * base, 0.0, 0.0, 0.0])
 
 
+@pytest.mark.parametrize("lambda_identity", [0.5, 0.0])
+def test_generator_step_gives_the_losses_of_separate_generator_calls(lambda_identity):
+    """The step batches the identity passes into the other generator calls (3 calls, not 5): the same losses."""
+    torch.manual_seed(0)
+    module = CycleGAN(ViTTranslator(**TINY_VIT, global_residual=False), ViTTranslator(**TINY_VIT, global_residual=False),
+                      PatchDiscriminator(**TINY_DISC), PatchDiscriminator(**TINY_DISC),
+                      lambda_identity=lambda_identity, instance_noise=0.0)
+    real_a, real_b = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1  # (B, 3, H, W)
+    with torch.no_grad():
+        _, g, fake_a, fake_b = module._generator_step(real_a, real_b)
+        gen_ab, gen_ba = module.gen_ab, module.gen_ba
+        ref_fake_b, ref_fake_a = gen_ab(real_a), gen_ba(real_b)
+        ref = {"loss/cycle_a": F.l1_loss(gen_ba(ref_fake_b), real_a), "loss/cycle_b": F.l1_loss(gen_ab(ref_fake_a), real_b),
+               "loss/g_adv_ab": module.g_loss_fn(module.disc_b(ref_fake_b)),
+               "loss/g_adv_ba": module.g_loss_fn(module.disc_a(ref_fake_a))}
+        if lambda_identity:
+            ref |= {"loss/idt_a": F.l1_loss(gen_ba(real_a), real_a), "loss/idt_b": F.l1_loss(gen_ab(real_b), real_b)}
+    assert set(g) == set(ref) | {"loss/gen"}
+    for name, value in ref.items():
+        assert g[name].item() == pytest.approx(value.item(), rel=1e-5), name
+    torch.testing.assert_close(fake_b, ref_fake_b, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fake_a, ref_fake_a, atol=1e-5, rtol=1e-5)
+
+
 def test_decay_epochs_must_not_be_negative():
     with pytest.raises(VitcycleError, match="decay_epochs"):
         CycleGAN(ViTTranslator(**TINY_VIT), ViTTranslator(**TINY_VIT), PatchDiscriminator(**TINY_DISC),
