@@ -24,6 +24,7 @@ from vitcycle.judge import (
     arrays_to_tensor,
     blend,
     blur,
+    colour_field,
     fit_judge,
     load_judge,
     patch_shuffle,
@@ -77,6 +78,9 @@ def test_neither_images_are_what_they_say():
     assert smooth.diff(dim=-1).abs().mean() < 0.3 * x.diff(dim=-1).abs().mean()  # ... detail gone
     flat = torch.full_like(x, 0.25)
     assert torch.allclose(blur(flat, rng), flat)  # a normalised kernel
+    field = colour_field(x, rng)
+    assert torch.allclose(field.mean(dim=(2, 3)), x.mean(dim=(2, 3)), atol=0.02)  # the colours, averaged
+    assert field.diff(dim=-1).abs().max() < 0.05 * x.diff(dim=-1).abs().mean()  # and nothing else
 
 
 def test_judge_file_round_trip_refuses_overwrite_and_foreign_files(judge_file, tmp_path):

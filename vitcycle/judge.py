@@ -5,8 +5,9 @@ validation (no Inception download needed).
 - Independent of the GAN: its own network and training, never the GAN's discriminator (which
   co-adapts with the generators it judges).
 - A third class, "neither", so that artifacts are not counted as success: during training it is
-  fed alpha blends of the two domains and patch-shuffled, pixelated, noised, channel-swapped or blurred
-  images of either domain, made on the fly.
+  fed alpha blends of the two domains and patch-shuffled, pixelated, noised, channel-swapped, blurred
+  or flattened (a colour field: what a collapsed generator outputs) images of either domain, made on
+  the fly.
 - Every image, real or translated, is resized to the judge's one fixed `size` (`to_judge_size`).
 - Held-out test images (file lists of `vitcycle data split`) are never trained on.
 
@@ -150,6 +151,14 @@ def blur(x: Tensor, rng: torch.Generator) -> Tensor:
     return F.conv2d(rows, taps.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)  # along height: shape of x
 
 
+def colour_field(x: Tensor, rng: torch.Generator) -> Tensor:
+    """The image averaged down to 1x1 or 2x2 pixels (one choice per batch) and enlarged smoothly: a
+    flat colour or a soft gradient, what a collapsed generator outputs (a green square is no selfie)."""
+    cells = 1 if torch.rand(1, generator=rng).item() < 0.5 else 2
+    small = F.adaptive_avg_pool2d(x, cells)  # (n, 3, cells, cells)
+    return F.interpolate(small, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
 _SWAPS = torch.tensor([[0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]])
 
 
@@ -159,7 +168,7 @@ def swap_channels(x: Tensor, rng: torch.Generator) -> Tensor:
     return torch.gather(x, 1, perm[:, :, None, None].expand_as(x))
 
 
-CORRUPTIONS = (patch_shuffle, pixelate, add_noise, swap_channels, blur)
+CORRUPTIONS = (patch_shuffle, pixelate, add_noise, swap_channels, blur, colour_field)
 """One-image corruptions that make a "neither" image of either domain (blends need both)."""
 
 
