@@ -7,7 +7,9 @@
 One step = both generators (forward, cycle, identity), both discriminators on image-pool fakes,
 two optimizer steps and the EMA updates: `CycleGAN.training_step` driven by a Lightning Trainer
 on random batches (no data loading), so the figure is the model's cost alone. The discriminators
-are the same 70x70 PatchGANs for every row. Prints one markdown table with images/s (images of
+are the same 70x70 PatchGANs for every row. The ViT generators get the head options of the
+adopted recipe, read from `configs/cycle.yaml` (`gen_ab.init_args`: no global residual,
+bilinear upsampling). Prints one markdown table with images/s (images of
 domain A per second; each step also consumes as many B images) and the ratio to ResNet-9 at the
 same size, measured in the same run. `--compile` compiles generators and discriminators (the
 first-step time, compilation included, is its own column); `--sync-check` runs the timed steps
@@ -20,9 +22,11 @@ from __future__ import annotations
 import argparse
 import functools
 import time
+from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+import yaml
 from bench_data import cpu_model  # benchmarks/ is on sys.path when run as a script
 
 from vitcycle.models import GENERATORS, PatchDiscriminator, ResnetGenerator
@@ -109,10 +113,14 @@ class StepProfile(pl.Callback):
         self._prof = None
 
 
+RECIPE = Path(__file__).resolve().parents[1] / "configs/cycle.yaml"
+
+
 def build_generator(name: str, size: int) -> torch.nn.Module:
     if name == "resnet9":
         return ResnetGenerator()
-    return GENERATORS[name](img_size=size)
+    head = yaml.safe_load(RECIPE.read_text())["model"]["gen_ab"].get("init_args") or {}  # the adopted recipe's options
+    return GENERATORS[name](**{**head, "img_size": size})
 
 
 def measure(
