@@ -47,25 +47,20 @@ def face_alignment(
     """
     if not (0 < eye_line < 1 and 0 < eye_distance < 1):
         raise VitcycleError(f"eye line {eye_line} and eye distance {eye_distance} must be shares of the crop side, in (0, 1)")
-    if face.eyes is not None:
+    if face.eyes is not None and math.dist(*face.eyes) >= 1.0:
         (lx, ly), (rx, ry) = face.eyes
-        dist = math.hypot(rx - lx, ry - ly)
-    if face.eyes is None or dist < 1.0:
+        side = math.dist(*face.eyes) / eye_distance  # the crop side in image pixels
+        angle = math.atan2(ry - ly, rx - lx)
+        centre, goal = ((lx + rx) / 2.0, (ly + ry) / 2.0), (0.5, eye_line)  # the eyes' midpoint, and where it goes
+    else:
         x0, y0, x1, y1 = face.box
-        side = max(x1 - x0, y1 - y0) * (1.0 + 2.0 * margin)  # in image pixels
-        cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
-        out = max(1, round(side)) if size is None else size
-        scale = out / side
-        matrix = np.array([[scale, 0.0, out / 2.0 - scale * cx], [0.0, scale, out / 2.0 - scale * cy]])
-        return Alignment(matrix, out)
-    side = dist / eye_distance  # the crop side in image pixels
+        side = max(x1 - x0, y1 - y0) * (1.0 + 2.0 * margin)
+        angle = 0.0
+        centre, goal = ((x0 + x1) / 2.0, (y0 + y1) / 2.0), (0.5, 0.5)
     out = max(1, round(side)) if size is None else size
-    scale = out / side
-    angle = math.atan2(ry - ly, rx - lx)
-    cos, sin = scale * math.cos(angle), scale * math.sin(angle)
-    mx, my = (lx + rx) / 2.0, (ly + ry) / 2.0  # the eyes' midpoint goes to (out / 2, eye_line * out)
+    cos, sin = out / side * math.cos(angle), out / side * math.sin(angle)
     matrix = np.array([[cos, sin, 0.0], [-sin, cos, 0.0]])  # rotation by -angle, scaled
-    matrix[:, 2] = np.array([out / 2.0, eye_line * out]) - matrix[:, :2] @ np.array([mx, my])
+    matrix[:, 2] = np.array(goal) * out - matrix[:, :2] @ np.array(centre)
     return Alignment(matrix, out)
 
 
