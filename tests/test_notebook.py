@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
+nbformat = pytest.importorskip("nbformat", reason="nbformat (in [dev]) is not installed: the notebook cannot be executed")
+nbclient = pytest.importorskip("nbclient", reason="nbclient (in [dev]) is not installed: the notebook cannot be executed")
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "quickstart.ipynb"
 

@@ -11,7 +11,7 @@ import io
 import os
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import cv2
@@ -119,25 +119,31 @@ def _sniff(head: bytes) -> str:
     return ""
 
 
+def _jpeg_segments(buf: bytes) -> Iterator[tuple[int, int]]:
+    """(marker, offset) of each segment of a JPEG after its start marker; stops at the buffer's end
+    or at a byte that is not a marker (a broken file)."""
+    i = 2
+    while i + 4 <= len(buf):
+        if buf[i] != 0xFF:
+            return
+        marker = buf[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        yield marker, i
+        unsized = 0xD0 <= marker <= 0xD7 or marker == 0x01  # markers without a length
+        i += 2 if unsized else 2 + int.from_bytes(buf[i + 2 : i + 4], "big")
+
+
 def _jpeg_is_complete(buf: bytes) -> bool:
     """True if the JPEG has an end-of-image marker after its first scan (not truncated)."""
     if b"\xff\xd9" in buf[-32:]:
         return True
     # The EOI marker may be followed by padding or appended data: walk the segments to the
     # first scan (skipping an EXIF thumbnail and its own EOI) and look for an EOI after it.
-    i = 2
-    while i + 4 <= len(buf):
-        if buf[i] != 0xFF:
-            return False
-        marker = buf[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-        elif marker == 0xDA:  # start of scan
+    for marker, i in _jpeg_segments(buf):
+        if marker == 0xDA:  # start of scan
             return buf.rfind(b"\xff\xd9") > i
-        elif 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
-            i += 2
-        else:
-            i += 2 + int.from_bytes(buf[i + 2 : i + 4], "big")
     return False
 
 
@@ -318,20 +324,12 @@ _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # frame header
 
 
 def _jpeg_size(buf: bytes) -> tuple[int, int] | None:
-    """(width, height) from a JPEG's frame header: walk the segments to the first SOFn."""
-    i = 2
-    while i + 9 <= len(buf):
-        if buf[i] != 0xFF:
-            return None
-        marker = buf[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-        elif marker in _SOF_MARKERS:
+    """(width, height) from a JPEG's frame header: the first SOFn segment."""
+    for marker, i in _jpeg_segments(buf):
+        if marker in _SOF_MARKERS:
+            if i + 9 > len(buf):
+                return None
             return int.from_bytes(buf[i + 7 : i + 9], "big"), int.from_bytes(buf[i + 5 : i + 7], "big")
-        elif 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
-            i += 2
-        else:
-            i += 2 + int.from_bytes(buf[i + 2 : i + 4], "big")
     return None
 
 
