@@ -377,6 +377,11 @@ def test_ema_update_reads_nothing_on_the_host():
     with Ops() as ops:
         ema.update(model)
     assert ops.names and not [name for name in ops.names if "_local_scalar_dense" in name]
+    # The other branch, taken on a GPU: on the meta device any host read would raise.
+    meta_model, meta_ema = ViTTranslator(**TINY_VIT).to("meta"), GeneratorEMA(model, decay=0.99).to("meta")
+    with Ops() as ops:
+        meta_ema.update(meta_model)
+    assert "aten._foreach_mul_.Tensor" in ops.names and not [name for name in ops.names if "_local_scalar_dense" in name]
 
 
 def test_learning_rate_is_constant_then_decays_linearly_to_zero_and_stays_there():
@@ -492,6 +497,19 @@ def test_warm_up_ramps_the_learning_rates_and_the_identity_weight_fades(tiny_dat
     assert opt_disc.param_groups[0]["lr"] == pytest.approx(4e-4 * 4 / 8)
     assert weights == pytest.approx([0.5, 0.375, 0.25, 0.125])
     assert cli.trainer.global_step == 8  # 4 batches: the warm-up (8 batches) was still running
+
+
+def test_learning_rates_decay_over_batches(tiny_data, tmp_path):
+    """decay_start_batch=1, decay_batches=4: batches 0..3 train at 1, 1, 3/4, 1/2 of the configured rates."""
+    rates: list[tuple[float, float]] = []
+
+    class Recorder(pl.Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            rates.append(tuple(opt.param_groups[0]["lr"] for opt in trainer.optimizers))
+
+    VitCycleCLI(args=["fit", "--config", str(tiny_config(tmp_path, tiny_data, decay_start_batch=1, decay_batches=4))],
+                trainer_defaults={"callbacks": [Recorder()]})
+    assert rates == [pytest.approx((6e-4 * f, 4e-4 * f)) for f in (1.0, 1.0, 0.75, 0.5)]
 
 
 def test_negative_warm_up_or_fade_is_refused():

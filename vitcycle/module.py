@@ -18,7 +18,8 @@ Adversarial Networks" (equation numbers of the paper):
 Full objective, Eq. (3): L = L_GAN(G_ab, D_b) + L_GAN(G_ba, D_a) + lambda * L_cyc (+ identity).
 Discriminators see fakes from an `ImagePool` of 50 (Sec. 4). Learning rates are constant for
 `decay_start_epoch` epochs, then fall linearly towards zero over `decay_epochs` (and stay at zero), stepped explicitly
-because Lightning ignores scheduler intervals under manual optimization. EMA copies of both
+because Lightning ignores scheduler intervals under manual optimization; runs shorter than an epoch or two
+decay over batches instead (`decay_start_batch`, `decay_batches`). EMA copies of both
 generators (`gen_ab_ema`, `gen_ba_ema`) are used for validation, translation and export.
 
 Passes that do not depend on each other share one forward call: `gen_ab` translates real A and,
@@ -81,6 +82,10 @@ class CycleGAN(pl.LightningModule):
         ema_decay: decay of the generators' exponential moving average.
         decay_start_epoch: epochs at the initial learning rate before the linear decay.
         decay_epochs: epochs of linear decay to zero (paper: 100 + 100).
+        decay_start_batch: with `decay_batches` > 0, batches at the scheduled learning rates before a
+            second linear decay to zero, counted in batches: for runs bounded by a batch count or
+            a time limit rather than by epochs (the CPU recipe trains for under two epochs).
+        decay_batches: batches of that decay (0: none). Both decays apply (their product).
         warmup_steps: if > 0, both learning rates rise linearly from 0 over this many batches.
         finite_check_every: the losses' non-finite flags are gathered on the device and read every
             this many batches, when training stops if one was NaN or infinite. 1 reads them every
@@ -118,6 +123,8 @@ class CycleGAN(pl.LightningModule):
         ema_decay: float = 0.999,
         decay_start_epoch: int = 100,
         decay_epochs: int = 100,
+        decay_start_batch: int = 0,
+        decay_batches: int = 0,
         warmup_steps: int = 0,
         finite_check_every: int = 1,
         compile: CompileWhen = "never",
@@ -128,8 +135,9 @@ class CycleGAN(pl.LightningModule):
         judge: str | None = None,
     ) -> None:
         super().__init__()
-        if decay_start_epoch < 0 or decay_epochs < 0:
-            raise VitcycleError(f"decay_start_epoch ({decay_start_epoch}) and decay_epochs ({decay_epochs}) must be >= 0")
+        if min(decay_start_epoch, decay_epochs, decay_start_batch, decay_batches) < 0:
+            raise VitcycleError(f"decay_start_epoch ({decay_start_epoch}), decay_epochs ({decay_epochs}), decay_start_batch "
+                                f"({decay_start_batch}) and decay_batches ({decay_batches}) must be >= 0")
         if identity_fade_steps < 0 or warmup_steps < 0:
             raise VitcycleError(f"identity_fade_steps ({identity_fade_steps}) and warmup_steps ({warmup_steps}) must be >= 0")
         if finite_check_every < 1:
@@ -174,12 +182,19 @@ class CycleGAN(pl.LightningModule):
         """Training batches so far (Lightning's global_step counts both optimizers' steps)."""
         return self.global_step // 2
 
-    def _warm_up(self, optimizers: list[torch.optim.Optimizer]) -> None:
-        """Scale the scheduled learning rates by min(1, (batch + 1) / warmup_steps)."""
-        steps = self.hparams.warmup_steps
-        if steps <= 0 or self.batches_seen > steps:
-            return
-        scale = min(1.0, (self.batches_seen + 1) / steps)
+    def batch_lr_scale(self) -> float:
+        """This batch's factor on the epoch-scheduled learning rates: the warm-up ramp,
+        min(1, (batch + 1) / warmup_steps), times the per-batch decay (1 until `decay_start_batch`,
+        then linearly to 0 over `decay_batches`). A function of the batch count, so resuming is exact."""
+        hp, batch = self.hparams, self.batches_seen
+        warm = min(1.0, (batch + 1) / hp.warmup_steps) if hp.warmup_steps > 0 else 1.0
+        if hp.decay_batches <= 0:
+            return warm
+        return warm * max(0.0, 1.0 - max(0, batch - hp.decay_start_batch) / hp.decay_batches)
+
+    def _scale_learning_rates(self, optimizers: list[torch.optim.Optimizer]) -> None:
+        """Set each optimizer's rate to its epoch-scheduled value times `batch_lr_scale()`."""
+        scale = self.batch_lr_scale()
         for opt, scheduler in zip(optimizers, self.lr_schedulers(), strict=True):
             for group, lr in zip(opt.param_groups, scheduler.get_last_lr(), strict=True):
                 group["lr"] = lr * scale
@@ -278,7 +293,7 @@ class CycleGAN(pl.LightningModule):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         real_a, real_b = batch["a"], batch["b"]  # (B, 3, H, W) each, in [-1, 1]
         opt_gen, opt_disc = self.optimizers()
-        self._warm_up([opt_gen, opt_disc])
+        self._scale_learning_rates([opt_gen, opt_disc])
 
         # Generators: fakes are computed once and reused (detached) for the discriminators.
         with self.toggled_optimizer(opt_gen):
