@@ -499,6 +499,19 @@ def test_warm_up_ramps_the_learning_rates_and_the_identity_weight_fades(tiny_dat
     assert cli.trainer.global_step == 8  # 4 batches: the warm-up (8 batches) was still running
 
 
+def test_cycle_b_weight_applies_to_the_b_cycle_alone():
+    torch.manual_seed(0)
+    module = CycleGAN(ViTTranslator(**TINY_VIT, global_residual=False), ViTTranslator(**TINY_VIT, global_residual=False),
+                      PatchDiscriminator(**TINY_DISC), PatchDiscriminator(**TINY_DISC),
+                      lambda_cycle=5.0, lambda_cycle_b=1.0, lambda_identity=0.0, instance_noise=0.0)
+    real_a, real_b = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1  # (B, 3, H, W)
+    with torch.no_grad():
+        loss, g, _, _ = module._generator_step(real_a, real_b)
+    expected = g["loss/g_adv_ab"] + g["loss/g_adv_ba"] + 5.0 * g["loss/cycle_a"] + 1.0 * g["loss/cycle_b"]
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert g["loss/cycle_b"].item() > 0.01  # a random generator: the weight makes a difference
+
+
 def test_learning_rates_decay_over_batches(tiny_data, tmp_path):
     """decay_start_batch=1, decay_batches=4: batches 0..3 train at 1, 1, 3/4, 1/2 of the configured rates."""
     rates: list[tuple[float, float]] = []

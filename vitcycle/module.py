@@ -71,6 +71,9 @@ class CycleGAN(pl.LightningModule):
         optimizer_disc: optimizer of both discriminators.
         gan_loss: adversarial loss, "lsgan" (paper default), "hinge" or "vanilla".
         lambda_cycle: weight of the cycle L1 loss (paper: 10).
+        lambda_cycle_b: weight of the B -> A -> B cycle alone, if it should differ (None: `lambda_cycle`).
+            That cycle asks a translated A to keep all it needs to rebuild B (an anime face's hair
+            colour, say), which a real A need not show; a lower weight frees `gen_ba`.
         lambda_identity: weight of the identity L1 loss relative to `lambda_cycle` (paper: 0.5).
         identity_fade_steps: if > 0, the identity weight falls linearly from `lambda_identity` to 0
             over this many batches (it keeps a new generator near the input early, then lets go).
@@ -114,6 +117,7 @@ class CycleGAN(pl.LightningModule):
         optimizer_disc: OptimizerCallable = torch.optim.Adam,
         gan_loss: GanLossName = "lsgan",
         lambda_cycle: float = 10.0,
+        lambda_cycle_b: float | None = None,
         lambda_identity: float = 0.5,
         identity_fade_steps: int = 0,
         lambda_gp: float = 0.0,
@@ -346,7 +350,8 @@ class CycleGAN(pl.LightningModule):
             "loss/cycle_a": F.l1_loss(rec_a, real_a),
             "loss/cycle_b": F.l1_loss(rec_b, real_b),
         }
-        loss = g["loss/g_adv_ab"] + g["loss/g_adv_ba"] + hp.lambda_cycle * (g["loss/cycle_a"] + g["loss/cycle_b"])
+        lambda_cycle_b = hp.lambda_cycle if hp.lambda_cycle_b is None else hp.lambda_cycle_b
+        loss = g["loss/g_adv_ab"] + g["loss/g_adv_ba"] + hp.lambda_cycle * g["loss/cycle_a"] + lambda_cycle_b * g["loss/cycle_b"]
         if identity:
             g["loss/idt_a"] = F.l1_loss(idt_a[0], real_a)
             g["loss/idt_b"] = F.l1_loss(idt_b[0], real_b)
