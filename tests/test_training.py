@@ -529,6 +529,9 @@ def test_negative_warm_up_or_fade_is_refused():
     with pytest.raises(VitcycleError, match="identity_fade_steps .* and warmup_steps .* must be >= 0"):
         CycleGAN(ViTTranslator(**TINY_VIT), ViTTranslator(**TINY_VIT), PatchDiscriminator(**TINY_DISC),
                  PatchDiscriminator(**TINY_DISC), warmup_steps=-1)
+    with pytest.raises(VitcycleError, match=r"decay_batches \(-1\) must be >= 0"):
+        CycleGAN(ViTTranslator(**TINY_VIT), ViTTranslator(**TINY_VIT), PatchDiscriminator(**TINY_DISC),
+                 PatchDiscriminator(**TINY_DISC), decay_batches=-1)
 
 
 def test_selfie2anime_cpu_config_runs_three_batches(judge_data, judge_file, tmp_path):
