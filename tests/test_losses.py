@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from vitcycle.image_pool import ImagePool
-from vitcycle.losses import GAN_LOSSES, gradient_penalty
+from vitcycle.losses import GAN_LOSSES, cycle_l1, gradient_penalty, luma
 
 REAL = torch.tensor([[1.0, 0.5], [0.0, 2.0]])  # D outputs on real images
 FAKE = torch.tensor([[0.0, -1.0], [1.0, 0.5]])  # D outputs on fakes
@@ -44,6 +44,15 @@ def test_multiscale_outputs_average_over_scales():
     single = d_loss(REAL, FAKE)
     assert d_loss([REAL, scale2_real], [FAKE, scale2_fake]).item() == pytest.approx(single.item() / 2)
     assert g_loss([FAKE, FAKE]).item() == pytest.approx(g_loss(FAKE).item())
+
+
+def test_luma_cycle_ignores_hue_and_counts_brightness():
+    real = torch.zeros(1, 3, 2, 2)  # mid grey
+    red = torch.tensor([0.587, -0.299, 0.0]).view(1, 3, 1, 1).expand(1, 3, 2, 2)  # another hue, the same luminance
+    assert luma(real + 0.5).flatten().tolist() == pytest.approx([0.5] * 4)  # (1, 1, 2, 2): weights sum to 1
+    assert cycle_l1(real + red, real, "luma").item() == pytest.approx(0.0, abs=1e-6)
+    assert cycle_l1(real + red, real, "rgb").item() == pytest.approx((0.587 + 0.299) / 3)
+    assert cycle_l1(real + 0.25, real, "luma").item() == pytest.approx(0.25)  # brighter: counted in full
 
 
 def test_gradient_penalty_of_a_linear_critic_is_known():

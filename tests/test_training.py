@@ -19,6 +19,7 @@ from tiny import TINY_DISC, TINY_VIT, tiny_config
 import vitcycle.models
 from vitcycle.cli import cli_main, main
 from vitcycle.errors import NonFiniteLossError, VitcycleError
+from vitcycle.losses import cycle_l1
 from vitcycle.models import PatchDiscriminator, ViTTranslator
 from vitcycle.module import CycleGAN
 from vitcycle.training_cli import VitCycleCLI, check_resume
@@ -510,6 +511,29 @@ def test_cycle_b_weight_applies_to_the_b_cycle_alone():
     expected = g["loss/g_adv_ab"] + g["loss/g_adv_ba"] + 5.0 * g["loss/cycle_a"] + 1.0 * g["loss/cycle_b"]
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
     assert g["loss/cycle_b"].item() > 0.01  # a random generator: the weight makes a difference
+
+
+def test_luma_b_cycle_changes_the_b_cycle_alone():
+    """cycle_b_space="luma": the B cycle is the luminance L1 of the same reconstruction; the A cycle stays RGB."""
+    losses = {}
+    for space in ("rgb", "luma"):
+        torch.manual_seed(0)
+        module = CycleGAN(ViTTranslator(**TINY_VIT, global_residual=False), ViTTranslator(**TINY_VIT, global_residual=False),
+                          PatchDiscriminator(**TINY_DISC), PatchDiscriminator(**TINY_DISC),
+                          cycle_b_space=space, lambda_identity=0.0, instance_noise=0.0)
+        torch.manual_seed(1)
+        real_a, real_b = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1  # (B, 3, H, W)
+        with torch.no_grad():
+            _, g, fake_a, _ = module._generator_step(real_a, real_b)
+            rec_b = module.gen_ab(fake_a)  # (B, 3, H, W)
+        losses[space] = g, rec_b, real_b
+    (g_rgb, rec_b, real_b), (g_luma, _, _) = losses["rgb"], losses["luma"]
+    assert g_luma["loss/cycle_a"].item() == pytest.approx(g_rgb["loss/cycle_a"].item())
+    assert g_luma["loss/cycle_b"].item() == pytest.approx(cycle_l1(rec_b, real_b, "luma").item(), rel=1e-5)
+    assert g_luma["loss/cycle_b"].item() < g_rgb["loss/cycle_b"].item()  # random colours: part of the error is hue
+    with pytest.raises(VitcycleError, match=r"cycle_b_space \('lab'\) must be \"rgb\" or \"luma\""):
+        CycleGAN(ViTTranslator(**TINY_VIT), ViTTranslator(**TINY_VIT), PatchDiscriminator(**TINY_DISC),
+                 PatchDiscriminator(**TINY_DISC), cycle_b_space="lab")
 
 
 def test_learning_rates_decay_over_batches(tiny_data, tmp_path):

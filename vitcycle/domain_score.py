@@ -21,15 +21,14 @@ import math
 
 import cv2
 import numpy as np
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from vitcycle.judge import NEITHER, DomainJudge
+from vitcycle.losses import luma
 
 LAYOUT_SIZE = 32
 """Side of the grayscale images compared by `layout_ssim`."""
-_GRAY = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
 
 
 def layout_ssim(x: Tensor, y: Tensor) -> Tensor:
@@ -38,7 +37,7 @@ def layout_ssim(x: Tensor, y: Tensor) -> Tensor:
 
     def gray(img: Tensor) -> Tensor:
         img = F.interpolate(img.float(), size=(LAYOUT_SIZE, LAYOUT_SIZE), mode="bilinear", antialias=True, align_corners=False)
-        return ((img + 1) / 2 * _GRAY.to(img.device)).sum(dim=1, keepdim=True).clamp(0, 1)  # (N, 1, 32, 32)
+        return ((luma(img) + 1) / 2).clamp(0, 1)  # (N, 1, 32, 32)
 
     return structural_similarity_index_measure(gray(x), gray(y), data_range=1.0, reduction="none")  # (N,)
 

@@ -2,7 +2,8 @@
 
 Adversarial losses come in (discriminator, generator) pairs. A discriminator may return one
 tensor of patch logits or a list of them (multi-scale); every adversarial loss averages over
-the scales. Cycle and identity losses are plain L1 (`torch.nn.functional.l1_loss`).
+the scales. Cycle and identity losses are L1 (`torch.nn.functional.l1_loss`); a cycle may compare
+luminance alone (`cycle_l1(..., space="luma")`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from torch import Tensor, nn
 
 DiscOutput = Tensor | Sequence[Tensor]
 GanLossName = Literal["lsgan", "hinge", "vanilla"]
+CycleSpace = Literal["rgb", "luma"]
+_LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601
 
 
 def scales(pred: DiscOutput) -> list[Tensor]:
@@ -62,6 +65,19 @@ def vanilla_d_loss(pred_real: DiscOutput, pred_fake: DiscOutput) -> Tensor:
 def vanilla_g_loss(pred_fake: DiscOutput) -> Tensor:
     """Non-saturating generator loss: BCE(D(G(z)), 1)."""
     return _mean_overscales(lambda p: F.binary_cross_entropy_with_logits(p, torch.ones_like(p)), pred_fake)
+
+
+def luma(x: Tensor) -> Tensor:
+    """Luminance (B, 1, H, W) of RGB images (B, 3, H, W), BT.601 weights; [-1, 1] stays [-1, 1]."""
+    return (x * x.new_tensor(_LUMA_WEIGHTS).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)  # (B, 1, H, W)
+
+
+def cycle_l1(rec: Tensor, real: Tensor, space: CycleSpace = "rgb") -> Tensor:
+    """Cycle L1 between a reconstruction and its input: in RGB, or on luminance alone ("luma"),
+    which leaves hues free (an anime face's pink hair need not survive a photo to be rebuilt)."""
+    if space == "luma":
+        return F.l1_loss(luma(rec), luma(real))
+    return F.l1_loss(rec, real)
 
 
 # (discriminator loss, generator loss) by the name used in YAML (`model.gan_loss`).

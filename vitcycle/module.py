@@ -51,7 +51,15 @@ from vitcycle.ema import GeneratorEMA
 from vitcycle.errors import NonFiniteLossError, VitcycleError
 from vitcycle.image_pool import ImagePool
 from vitcycle.judge import NEITHER, A, B, load_judge
-from vitcycle.losses import GAN_LOSSES, DiscOutput, GanLossName, gradient_penalty, scales
+from vitcycle.losses import (
+    GAN_LOSSES,
+    CycleSpace,
+    DiscOutput,
+    GanLossName,
+    cycle_l1,
+    gradient_penalty,
+    scales,
+)
 from vitcycle.pretrain import load_generator_weights, load_pretrained_generator
 
 
@@ -74,6 +82,8 @@ class CycleGAN(pl.LightningModule):
         lambda_cycle_b: weight of the B -> A -> B cycle alone, if it should differ (None: `lambda_cycle`).
             That cycle asks a translated A to keep all it needs to rebuild B (an anime face's hair
             colour, say), which a real A need not show; a lower weight frees `gen_ba`.
+        cycle_b_space: "rgb", or "luma": the B cycle compares luminance alone, so a translated A
+            need not carry B's hues (`gen_ab` restores them as it likes); the A cycle stays RGB.
         lambda_identity: weight of the identity L1 loss relative to `lambda_cycle` (paper: 0.5).
         identity_fade_steps: if > 0, the identity weight falls linearly from `lambda_identity` to 0
             over this many batches (it keeps a new generator near the input early, then lets go).
@@ -118,6 +128,7 @@ class CycleGAN(pl.LightningModule):
         gan_loss: GanLossName = "lsgan",
         lambda_cycle: float = 10.0,
         lambda_cycle_b: float | None = None,
+        cycle_b_space: CycleSpace = "rgb",
         lambda_identity: float = 0.5,
         identity_fade_steps: int = 0,
         lambda_gp: float = 0.0,
@@ -144,6 +155,8 @@ class CycleGAN(pl.LightningModule):
                                 f"({decay_start_batch}) and decay_batches ({decay_batches}) must be >= 0")
         if identity_fade_steps < 0 or warmup_steps < 0:
             raise VitcycleError(f"identity_fade_steps ({identity_fade_steps}) and warmup_steps ({warmup_steps}) must be >= 0")
+        if cycle_b_space not in ("rgb", "luma"):
+            raise VitcycleError(f'cycle_b_space ({cycle_b_space!r}) must be "rgb" or "luma"')
         if finite_check_every < 1:
             raise VitcycleError(f"finite_check_every ({finite_check_every}) must be >= 1")
         self.save_hyperparameters()
@@ -348,7 +361,7 @@ class CycleGAN(pl.LightningModule):
             "loss/g_adv_ab": self.g_loss_fn(self.disc_b(self._noisy(fake_b, noise_rng))),
             "loss/g_adv_ba": self.g_loss_fn(self.disc_a(self._noisy(fake_a, noise_rng))),
             "loss/cycle_a": F.l1_loss(rec_a, real_a),
-            "loss/cycle_b": F.l1_loss(rec_b, real_b),
+            "loss/cycle_b": cycle_l1(rec_b, real_b, hp.cycle_b_space),
         }
         lambda_cycle_b = hp.lambda_cycle if hp.lambda_cycle_b is None else hp.lambda_cycle_b
         loss = g["loss/g_adv_ab"] + g["loss/g_adv_ba"] + hp.lambda_cycle * g["loss/cycle_a"] + lambda_cycle_b * g["loss/cycle_b"]
