@@ -8,6 +8,7 @@ from torch import nn
 
 from vitcycle.image_pool import ImagePool
 from vitcycle.losses import GAN_LOSSES, cycle_l1, gradient_penalty, luma
+from vitcycle.patch_nce import PatchNCE
 
 REAL = torch.tensor([[1.0, 0.5], [0.0, 2.0]])  # D outputs on real images
 FAKE = torch.tensor([[0.0, -1.0], [1.0, 0.5]])  # D outputs on fakes
@@ -53,6 +54,24 @@ def test_luma_cycle_ignores_hue_and_counts_brightness():
     assert cycle_l1(real + red, real, "luma").item() == pytest.approx(0.0, abs=1e-6)
     assert cycle_l1(real + red, real, "rgb").item() == pytest.approx((0.587 + 0.299) / 3)
     assert cycle_l1(real + 0.25, real, "luma").item() == pytest.approx(0.25)  # brighter: counted in full
+
+
+def test_patch_nce_is_low_for_tokens_in_place_and_high_for_moved_ones():
+    torch.manual_seed(0)
+    nce = PatchNCE(dim=16, num_depths=2, proj_dim=32)
+    tokens = [torch.randn(2, 16, 4, 4), torch.randn(2, 16, 4, 4)]  # (B, D, h, w) per depth
+    moved = [t.roll(1, dims=-1) for t in tokens]  # every token one place to the right
+    in_place, off_place = nce(tokens, tokens).item(), nce(moved, tokens).item()
+    assert in_place < 0.5 < math.log(16) < off_place  # 16 positions: chance is log(16)
+
+
+def test_patch_nce_trains_the_output_side_and_its_heads_alone():
+    torch.manual_seed(0)
+    nce = PatchNCE(dim=8, num_depths=1, proj_dim=8)
+    out_map, in_map = torch.randn(1, 8, 2, 2, requires_grad=True), torch.randn(1, 8, 2, 2, requires_grad=True)
+    nce([out_map], [in_map]).backward()
+    assert out_map.grad.abs().sum() > 0 and in_map.grad is None  # the input side is a fixed target
+    assert all(p.grad is not None for p in nce.parameters())
 
 
 def test_gradient_penalty_of_a_linear_critic_is_known():

@@ -20,7 +20,7 @@ import vitcycle.models
 from vitcycle.cli import cli_main, main
 from vitcycle.errors import NonFiniteLossError, VitcycleError
 from vitcycle.losses import cycle_l1
-from vitcycle.models import PatchDiscriminator, ViTTranslator
+from vitcycle.models import PatchDiscriminator, ResnetGenerator, ViTTranslator
 from vitcycle.module import CycleGAN
 from vitcycle.training_cli import VitCycleCLI, check_resume
 
@@ -534,6 +534,41 @@ def test_luma_b_cycle_changes_the_b_cycle_alone():
     with pytest.raises(VitcycleError, match=r"cycle_b_space \('lab'\) must be \"rgb\" or \"luma\""):
         CycleGAN(ViTTranslator(**TINY_VIT), ViTTranslator(**TINY_VIT), PatchDiscriminator(**TINY_DISC),
                  PatchDiscriminator(**TINY_DISC), cycle_b_space="lab")
+
+
+def test_patch_nce_replaces_the_b_cycle():
+    """lambda_cycle_b 0 + lambda_nce_b: no B cycle (nor its generator call), CUT's loss on gen_ba instead,
+    and its projection heads train with the generators."""
+    torch.manual_seed(0)
+    module = CycleGAN(ViTTranslator(**TINY_VIT, global_residual=False), ViTTranslator(**TINY_VIT, global_residual=False),
+                      PatchDiscriminator(**TINY_DISC), PatchDiscriminator(**TINY_DISC),
+                      lambda_cycle=5.0, lambda_cycle_b=0.0, lambda_nce_b=2.0, lambda_identity=0.0, instance_noise=0.0)
+    real_a, real_b = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1  # (B, 3, H, W)
+    calls = []
+    module.gen_ab.register_forward_hook(lambda *_: calls.append("gen_ab"))
+    loss, g, _, _ = module._generator_step(real_a, real_b)
+    assert "loss/cycle_b" not in g and calls == ["gen_ab"]  # fake_b only: no rebuilt B
+    expected = g["loss/g_adv_ab"] + g["loss/g_adv_ba"] + 5.0 * g["loss/cycle_a"] + 2.0 * g["loss/nce_b"]
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert g["loss/nce_b"].item() > 0.1
+    loss.backward()
+    assert all(p.grad is not None for p in module.patch_nce_b.parameters())
+    opt_gen, _ = module.configure_optimizers()[0]
+    trained = {id(p) for group in opt_gen.param_groups for p in group["params"]}
+    assert {id(p) for p in module.patch_nce_b.parameters()} <= trained
+    with pytest.raises(VitcycleError, match="lambda_nce_b needs a ViTTranslator gen_ba .* not ResnetGenerator; set lambda_nce_b: 0"):
+        CycleGAN(ViTTranslator(**TINY_VIT), ResnetGenerator(ngf=8, n_blocks=1), PatchDiscriminator(**TINY_DISC),
+                 PatchDiscriminator(**TINY_DISC), lambda_nce_b=1.0)
+
+
+def test_fit_with_patch_nce_writes_a_checkpoint_that_translates(tiny_data, tmp_path):
+    from vitcycle.translator import Translator
+
+    cli = VitCycleCLI(args=["fit", "--config", str(tiny_config(tmp_path, tiny_data, lambda_cycle_b=0.0, lambda_nce_b=1.0))])
+    assert "loss/nce_b" in cli.trainer.logged_metrics and "loss/cycle_b" not in cli.trainer.logged_metrics
+    x = torch.rand(1, 3, 32, 32) * 2 - 1  # (1, 3, H, W)
+    for direction in ("a2b", "b2a"):  # the heads' weights in the checkpoint do not disturb loading
+        assert Translator.from_checkpoint(tmp_path / "ckpt" / "last.ckpt", direction, device="cpu").translate_tensor(x).shape == x.shape
 
 
 def test_learning_rates_decay_over_batches(tiny_data, tmp_path):

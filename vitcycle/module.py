@@ -60,6 +60,7 @@ from vitcycle.losses import (
     gradient_penalty,
     scales,
 )
+from vitcycle.patch_nce import PatchNCE
 from vitcycle.pretrain import load_generator_weights, load_pretrained_generator
 
 
@@ -82,6 +83,10 @@ class CycleGAN(pl.LightningModule):
         lambda_cycle_b: weight of the B -> A -> B cycle alone, if it should differ (None: `lambda_cycle`).
             That cycle asks a translated A to keep all it needs to rebuild B (an anime face's hair
             colour, say), which a real A need not show; a lower weight frees `gen_ba`.
+        lambda_nce_b: weight of CUT's PatchNCE loss (`vitcycle.patch_nce`) between `gen_ba`'s
+            translation of B and its input, seen through `gen_ba`'s own encoder (a ViTTranslator);
+            0 disables it. With `lambda_cycle_b: 0` it replaces the B cycle, whose generator call is
+            then skipped: `gen_ba` must keep B's content, not what rebuilds B.
         cycle_b_space: "rgb", or "luma": the B cycle compares luminance alone, so a translated A
             need not carry B's hues (`gen_ab` restores them as it likes); the A cycle stays RGB.
         lambda_identity: weight of the identity L1 loss relative to `lambda_cycle` (paper: 0.5).
@@ -129,6 +134,7 @@ class CycleGAN(pl.LightningModule):
         lambda_cycle: float = 10.0,
         lambda_cycle_b: float | None = None,
         cycle_b_space: CycleSpace = "rgb",
+        lambda_nce_b: float = 0.0,
         lambda_identity: float = 0.5,
         identity_fade_steps: int = 0,
         lambda_gp: float = 0.0,
@@ -157,6 +163,9 @@ class CycleGAN(pl.LightningModule):
             raise VitcycleError(f"identity_fade_steps ({identity_fade_steps}) and warmup_steps ({warmup_steps}) must be >= 0")
         if cycle_b_space not in ("rgb", "luma"):
             raise VitcycleError(f'cycle_b_space ({cycle_b_space!r}) must be "rgb" or "luma"')
+        if lambda_nce_b > 0 and not hasattr(gen_ba, "forward_encoder"):
+            raise VitcycleError(f"lambda_nce_b needs a ViTTranslator gen_ba (its encoder's tokens), not {type(gen_ba).__name__}; "
+                                "set lambda_nce_b: 0")
         if finite_check_every < 1:
             raise VitcycleError(f"finite_check_every ({finite_check_every}) must be >= 1")
         self.save_hyperparameters()
@@ -167,6 +176,8 @@ class CycleGAN(pl.LightningModule):
                 load_generator_weights(gen, weights, pretrained_generator)
         self.gen_ab, self.gen_ba = gen_ab, gen_ba
         self.disc_a, self.disc_b = disc_a, disc_b
+        # CUT's projection heads, trained with the generators (None without the loss).
+        self.patch_nce_b = PatchNCE(gen_ba.encoder.embed_dim, len(gen_ba.encoder_indices)) if lambda_nce_b > 0 else None
         self.gen_ab_ema, self.gen_ba_ema = GeneratorEMA(gen_ab, ema_decay), GeneratorEMA(gen_ba, ema_decay)
         self.pool_a, self.pool_b = ImagePool(pool_size), ImagePool(pool_size)
         self.optimizer_gen, self.optimizer_disc = optimizer_gen, optimizer_disc
@@ -184,7 +195,8 @@ class CycleGAN(pl.LightningModule):
 
     # ---------------------------------------------------------------- optimizers and schedule
     def configure_optimizers(self):
-        opt_gen = self.optimizer_gen(list(self.gen_ab.parameters()) + list(self.gen_ba.parameters()))
+        heads = [] if self.patch_nce_b is None else list(self.patch_nce_b.parameters())
+        opt_gen = self.optimizer_gen(list(self.gen_ab.parameters()) + list(self.gen_ba.parameters()) + heads)
         opt_disc = self.optimizer_disc(list(self.disc_a.parameters()) + list(self.disc_b.parameters()))
         start, length = self.hparams.decay_start_epoch, self.hparams.decay_epochs
 
@@ -336,7 +348,7 @@ class CycleGAN(pl.LightningModule):
         logs |= {f"d_out/{name}": _mean_logit(pred) for name, pred in preds.items()}
         logs |= {"lr/gen": opt_gen.param_groups[0]["lr"], "lr/disc": opt_disc.param_groups[0]["lr"]}
         self.log_dict(logs, batch_size=real_a.shape[0])
-        self.log("cycle", g["loss/cycle_a"] + g["loss/cycle_b"], prog_bar=True, logger=False)
+        self.log("cycle", sum(v for k, v in logs.items() if k.startswith("loss/cycle_")), prog_bar=True, logger=False)
 
     def _noisy(self, x: Tensor, rng: torch.Generator) -> Tensor:
         """`x` plus instance noise of std `instance_noise`; `rng` lives on x's device (stream 1)."""
@@ -356,15 +368,22 @@ class CycleGAN(pl.LightningModule):
         fake_b, *idt_b = self.gen_ab(torch.cat(ab_in)).split([len(x) for x in ab_in])  # (B, 3, H, W) each
         ba_in = [real_b, fake_b, real_a] if identity else [real_b, fake_b]
         fake_a, rec_a, *idt_a = self.gen_ba(torch.cat(ba_in)).split([len(x) for x in ba_in])  # (B, 3, H, W) each
-        rec_b = self.gen_ab(fake_a)  # (B, 3, H, W)
         g = {
             "loss/g_adv_ab": self.g_loss_fn(self.disc_b(self._noisy(fake_b, noise_rng))),
             "loss/g_adv_ba": self.g_loss_fn(self.disc_a(self._noisy(fake_a, noise_rng))),
             "loss/cycle_a": F.l1_loss(rec_a, real_a),
-            "loss/cycle_b": cycle_l1(rec_b, real_b, hp.cycle_b_space),
         }
+        loss = g["loss/g_adv_ab"] + g["loss/g_adv_ba"] + hp.lambda_cycle * g["loss/cycle_a"]
         lambda_cycle_b = hp.lambda_cycle if hp.lambda_cycle_b is None else hp.lambda_cycle_b
-        loss = g["loss/g_adv_ab"] + g["loss/g_adv_ba"] + hp.lambda_cycle * g["loss/cycle_a"] + lambda_cycle_b * g["loss/cycle_b"]
+        if lambda_cycle_b > 0:
+            rec_b = self.gen_ab(fake_a)  # (B, 3, H, W)
+            g["loss/cycle_b"] = cycle_l1(rec_b, real_b, hp.cycle_b_space)
+            loss = loss + lambda_cycle_b * g["loss/cycle_b"]
+        if self.patch_nce_b is not None:
+            with torch.no_grad():  # the input side is a fixed target (CUT detaches it too)
+                tokens_b = self.gen_ba.forward_encoder(real_b)  # [(B, D, h, w)] per depth
+            g["loss/nce_b"] = self.patch_nce_b(self.gen_ba.forward_encoder(fake_a), tokens_b)
+            loss = loss + hp.lambda_nce_b * g["loss/nce_b"]
         if identity:
             g["loss/idt_a"] = F.l1_loss(idt_a[0], real_a)
             g["loss/idt_b"] = F.l1_loss(idt_b[0], real_b)
