@@ -559,6 +559,9 @@ def test_patch_nce_replaces_the_b_cycle():
     with pytest.raises(VitcycleError, match="lambda_nce_b needs a ViTTranslator gen_ba .* not ResnetGenerator; set lambda_nce_b: 0"):
         CycleGAN(ViTTranslator(**TINY_VIT), ResnetGenerator(ngf=8, n_blocks=1), PatchDiscriminator(**TINY_DISC),
                  PatchDiscriminator(**TINY_DISC), lambda_nce_b=1.0)
+    with pytest.raises(VitcycleError, match=r"lambda_nce_b \(-1.0\) must be >= 0"):
+        CycleGAN(ViTTranslator(**TINY_VIT), ViTTranslator(**TINY_VIT), PatchDiscriminator(**TINY_DISC),
+                 PatchDiscriminator(**TINY_DISC), lambda_nce_b=-1.0)
 
 
 def test_fit_with_patch_nce_writes_a_checkpoint_that_translates(tiny_data, tmp_path):

@@ -10,6 +10,9 @@ Adversarial Networks" (equation numbers of the paper):
   weighted by lambda (Eq. 3), `lambda_cycle=10`.
 - Identity, Sec. 5.2 (Taigman et al.): ||G_ab(b) - b||_1 + ||G_ba(a) - a||_1, weighted by
   `lambda_identity * lambda_cycle` (0.5 * 10), as in the reference implementation.
+- Options for the B -> A -> B cycle, which makes a translated A keep what rebuilds B (an anime
+  face's hair colour): its own weight (`lambda_cycle_b`), a luminance-only L1 (`cycle_b_space`),
+  or CUT's PatchNCE on `gen_ba` in its place (`lambda_nce_b`, Park et al. 2020).
 - Optional gradient penalty on the discriminators (`lambda_gp`, Gulrajani et al. 2017).
 - Optional instance noise (`instance_noise`, Sønderby et al. 2017): Gaussian noise on every
   discriminator input, real and fake, so that pixel noise (photos have it, drawings do not) is
@@ -163,6 +166,8 @@ class CycleGAN(pl.LightningModule):
             raise VitcycleError(f"identity_fade_steps ({identity_fade_steps}) and warmup_steps ({warmup_steps}) must be >= 0")
         if cycle_b_space not in ("rgb", "luma"):
             raise VitcycleError(f'cycle_b_space ({cycle_b_space!r}) must be "rgb" or "luma"')
+        if lambda_nce_b < 0:
+            raise VitcycleError(f"lambda_nce_b ({lambda_nce_b}) must be >= 0")
         if lambda_nce_b > 0 and not hasattr(gen_ba, "forward_encoder"):
             raise VitcycleError(f"lambda_nce_b needs a ViTTranslator gen_ba (its encoder's tokens), not {type(gen_ba).__name__}; "
                                 "set lambda_nce_b: 0")
