@@ -531,7 +531,7 @@ def test_luma_b_cycle_changes_the_b_cycle_alone():
     assert g_luma["loss/cycle_a"].item() == pytest.approx(g_rgb["loss/cycle_a"].item())
     assert g_luma["loss/cycle_b"].item() == pytest.approx(cycle_l1(rec_b, real_b, "luma").item(), rel=1e-5)
     assert g_luma["loss/cycle_b"].item() < g_rgb["loss/cycle_b"].item()  # random colours: part of the error is hue
-    with pytest.raises(VitcycleError, match=r"cycle_b_space \('lab'\) must be \"rgb\" or \"luma\""):
+    with pytest.raises(VitcycleError, match=r"cycle_b_space \('lab'\) must be one of 'rgb', 'luma'"):
         CycleGAN(ViTTranslator(**TINY_VIT), ViTTranslator(**TINY_VIT), PatchDiscriminator(**TINY_DISC),
                  PatchDiscriminator(**TINY_DISC), cycle_b_space="lab")
 

@@ -38,6 +38,7 @@ with BatchNorm would mix real and fake statistics.
 from __future__ import annotations
 
 import time
+from typing import get_args
 
 import pytorch_lightning as pl
 import torch
@@ -164,8 +165,8 @@ class CycleGAN(pl.LightningModule):
                                 f"({decay_start_batch}) and decay_batches ({decay_batches}) must be >= 0")
         if identity_fade_steps < 0 or warmup_steps < 0:
             raise VitcycleError(f"identity_fade_steps ({identity_fade_steps}) and warmup_steps ({warmup_steps}) must be >= 0")
-        if cycle_b_space not in ("rgb", "luma"):
-            raise VitcycleError(f'cycle_b_space ({cycle_b_space!r}) must be "rgb" or "luma"')
+        if cycle_b_space not in get_args(CycleSpace):
+            raise VitcycleError(f"cycle_b_space ({cycle_b_space!r}) must be one of {', '.join(map(repr, get_args(CycleSpace)))}")
         if lambda_nce_b < 0:
             raise VitcycleError(f"lambda_nce_b ({lambda_nce_b}) must be >= 0")
         if lambda_nce_b > 0 and not hasattr(gen_ba, "forward_encoder"):
