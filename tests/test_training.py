@@ -462,6 +462,25 @@ def test_instance_noise_reaches_every_discriminator_input(std):
         assert not torch.equal(real_b_seen, pooled_fake_b_seen)
 
 
+def test_annealed_instance_noise_falls_to_zero():
+    """instance_noise_fade_steps=2: the real images reach the discriminators with noise of std 0.1,
+    then 0.05, then none at all (the texture they carry counts again)."""
+    disc_a, disc_b = _RecordingDisc(), _RecordingDisc()
+    module = CycleGAN(ViTTranslator(**TINY_VIT), ViTTranslator(**TINY_VIT), disc_a, disc_b,
+                      instance_noise=0.1, instance_noise_fade_steps=2)
+    flat = torch.zeros(3, 32, 32)
+    loader = torch.utils.data.DataLoader([{"a": flat, "b": flat}] * 24, batch_size=8)  # 3 batches
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, loader)
+    # per batch: the generator step's fake, then the discriminator step's real and pooled fakes
+    real_seen = [disc_b.inputs[i][:8] for i in (1, 3, 5)]  # (8, 3, 32, 32) per batch
+    assert real_seen[0].std().item() == pytest.approx(0.1, abs=0.005)
+    assert real_seen[1].std().item() == pytest.approx(0.05, abs=0.003)
+    assert torch.equal(real_seen[2], flat.expand(8, 3, 32, 32))
+    assert module.instance_noise_std() == 0.0
+
+
 def test_batched_passes_give_the_losses_of_one_pass_per_image_set():
     """gen_ba and each discriminator see real and fake images in one call; the losses must not change."""
     from vitcycle.losses import lsgan_d_loss, lsgan_g_loss
@@ -588,9 +607,12 @@ def test_learning_rates_decay_over_batches(tiny_data, tmp_path):
 
 
 def test_negative_warm_up_or_fade_is_refused():
-    with pytest.raises(VitcycleError, match="identity_fade_steps .* and warmup_steps .* must be >= 0"):
+    with pytest.raises(VitcycleError, match=r"instance_noise_fade_steps \(0\) and warmup_steps \(-1\) must be >= 0"):
         CycleGAN(ViTTranslator(**TINY_VIT), ViTTranslator(**TINY_VIT), PatchDiscriminator(**TINY_DISC),
                  PatchDiscriminator(**TINY_DISC), warmup_steps=-1)
+    with pytest.raises(VitcycleError, match=r"instance_noise_fade_steps \(-5\)"):
+        CycleGAN(ViTTranslator(**TINY_VIT), ViTTranslator(**TINY_VIT), PatchDiscriminator(**TINY_DISC),
+                 PatchDiscriminator(**TINY_DISC), instance_noise_fade_steps=-5)
     with pytest.raises(VitcycleError, match=r"decay_batches \(-1\) must be >= 0"):
         CycleGAN(ViTTranslator(**TINY_VIT), ViTTranslator(**TINY_VIT), PatchDiscriminator(**TINY_DISC),
                  PatchDiscriminator(**TINY_DISC), decay_batches=-1)

@@ -16,7 +16,8 @@ Adversarial Networks" (equation numbers of the paper):
 - Optional gradient penalty on the discriminators (`lambda_gp`, Gulrajani et al. 2017).
 - Optional instance noise (`instance_noise`, Sønderby et al. 2017): Gaussian noise on every
   discriminator input, real and fake, so that pixel noise (photos have it, drawings do not) is
-  not an easy cue; on the built-in data it speeds up learning (benchmarks/RESULTS.md).
+  not an easy cue; on the built-in data it speeds up learning (benchmarks/RESULTS.md). It can be
+  annealed to 0 (`instance_noise_fade_steps`), as the paper does, so that fine texture counts again.
 
 Full objective, Eq. (3): L = L_GAN(G_ab, D_b) + L_GAN(G_ba, D_a) + lambda * L_cyc (+ identity).
 Discriminators see fakes from an `ImagePool` of 50 (Sec. 4). Learning rates are constant for
@@ -101,6 +102,8 @@ class CycleGAN(pl.LightningModule):
         pool_size: size of each fake-image history pool; 0 disables the pools.
         instance_noise: std of Gaussian noise added to every discriminator input, real and fake
             (Sønderby et al. 2017); 0 disables it.
+        instance_noise_fade_steps: if > 0, that std falls linearly to 0 over this many batches (noise
+            hides texture finer than it, so a blurred fake passes; annealed, the discriminators see it again).
         ema_decay: decay of the generators' exponential moving average.
         decay_start_epoch: epochs at the initial learning rate before the linear decay.
         decay_epochs: epochs of linear decay to zero (paper: 100 + 100).
@@ -145,6 +148,7 @@ class CycleGAN(pl.LightningModule):
         gp_center: float = 1.0,
         pool_size: int = 50,
         instance_noise: float = 0.0,
+        instance_noise_fade_steps: int = 0,
         ema_decay: float = 0.999,
         decay_start_epoch: int = 100,
         decay_epochs: int = 100,
@@ -163,8 +167,9 @@ class CycleGAN(pl.LightningModule):
         if min(decay_start_epoch, decay_epochs, decay_start_batch, decay_batches) < 0:
             raise VitcycleError(f"decay_start_epoch ({decay_start_epoch}), decay_epochs ({decay_epochs}), decay_start_batch "
                                 f"({decay_start_batch}) and decay_batches ({decay_batches}) must be >= 0")
-        if identity_fade_steps < 0 or warmup_steps < 0:
-            raise VitcycleError(f"identity_fade_steps ({identity_fade_steps}) and warmup_steps ({warmup_steps}) must be >= 0")
+        if min(identity_fade_steps, instance_noise_fade_steps, warmup_steps) < 0:
+            raise VitcycleError(f"identity_fade_steps ({identity_fade_steps}), instance_noise_fade_steps "
+                                f"({instance_noise_fade_steps}) and warmup_steps ({warmup_steps}) must be >= 0")
         if cycle_b_space not in get_args(CycleSpace):
             raise VitcycleError(f"cycle_b_space ({cycle_b_space!r}) must be one of {', '.join(map(repr, get_args(CycleSpace)))}")
         if lambda_nce_b < 0:
@@ -234,12 +239,19 @@ class CycleGAN(pl.LightningModule):
             for group, lr in zip(opt.param_groups, scheduler.get_last_lr(), strict=True):
                 group["lr"] = lr * scale
 
+    def _faded(self, value: float, fade_steps: int) -> float:
+        """`value` in this batch, falling linearly to 0 over `fade_steps` batches (0: never faded)."""
+        if fade_steps <= 0:
+            return value
+        return value * max(0.0, 1.0 - self.batches_seen / fade_steps)
+
     def identity_weight(self) -> float:
         """The identity loss weight of this batch, relative to lambda_cycle (faded out if asked)."""
-        hp = self.hparams
-        if hp.identity_fade_steps <= 0:
-            return hp.lambda_identity
-        return hp.lambda_identity * max(0.0, 1.0 - self.batches_seen / hp.identity_fade_steps)
+        return self._faded(self.hparams.lambda_identity, self.hparams.identity_fade_steps)
+
+    def instance_noise_std(self) -> float:
+        """The std of this batch's instance noise (annealed if asked)."""
+        return self._faded(self.hparams.instance_noise, self.hparams.instance_noise_fade_steps)
 
     def on_fit_start(self) -> None:
         hp = self.hparams
@@ -357,8 +369,8 @@ class CycleGAN(pl.LightningModule):
         self.log("cycle", sum(v for k, v in logs.items() if k.startswith("loss/cycle_")), prog_bar=True, logger=False)
 
     def _noisy(self, x: Tensor, rng: torch.Generator) -> Tensor:
-        """`x` plus instance noise of std `instance_noise`; `rng` lives on x's device (stream 1)."""
-        std = self.hparams.instance_noise
+        """`x` plus this batch's instance noise (`instance_noise_std`); `rng` lives on x's device (stream 1)."""
+        std = self.instance_noise_std()
         if std <= 0:
             return x
         return x + std * torch.randn(x.shape, generator=rng, device=x.device, dtype=x.dtype)  # shape of x
