@@ -56,6 +56,15 @@ def test_luma_cycle_ignores_hue_and_counts_brightness():
     assert cycle_l1(real + 0.25, real, "luma").item() == pytest.approx(0.25)  # brighter: counted in full
 
 
+def test_downsampled_cycle_ignores_detail_finer_than_a_block_and_counts_the_rest():
+    real = torch.zeros(1, 3, 4, 4)  # mid grey
+    checker = (torch.arange(4).view(4, 1) + torch.arange(4).view(1, 4)) % 2 * 1.0 - 0.5  # (4, 4): +-0.5, mean 0 per 2x2
+    assert cycle_l1(real + checker, real).item() == pytest.approx(0.5)
+    assert cycle_l1(real + checker, real, downsample=2).item() == pytest.approx(0.0, abs=1e-6)
+    assert cycle_l1(real + 0.25, real, downsample=2).item() == pytest.approx(0.25)  # brighter: counted in full
+    assert cycle_l1(real + checker + 0.25, real, "luma", downsample=2).item() == pytest.approx(0.25)  # both options
+
+
 def test_patch_nce_is_low_for_tokens_in_place_and_high_for_moved_ones():
     torch.manual_seed(0)
     nce = PatchNCE(dim=16, num_depths=2, proj_dim=32)

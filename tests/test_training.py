@@ -532,27 +532,37 @@ def test_cycle_b_weight_applies_to_the_b_cycle_alone():
     assert g["loss/cycle_b"].item() > 0.01  # a random generator: the weight makes a difference
 
 
-def test_luma_b_cycle_changes_the_b_cycle_alone():
-    """cycle_b_space="luma": the B cycle is the luminance L1 of the same reconstruction; the A cycle stays RGB."""
+@pytest.mark.parametrize(("option", "cycle_l1_args"), [({"cycle_b_space": "luma"}, {"space": "luma"}),
+                                                       ({"cycle_b_downsample": 4}, {"downsample": 4})])
+def test_b_cycle_options_change_the_b_cycle_alone(option, cycle_l1_args):
+    """cycle_b_space="luma" / cycle_b_downsample=4: the B cycle is the luminance / block-mean L1 of the same
+    reconstruction; the A cycle stays the RGB pixel L1."""
     losses = {}
-    for space in ("rgb", "luma"):
+    for name, options in (("plain", {}), ("option", option)):
         torch.manual_seed(0)
         module = CycleGAN(ViTTranslator(**TINY_VIT, global_residual=False), ViTTranslator(**TINY_VIT, global_residual=False),
                           PatchDiscriminator(**TINY_DISC), PatchDiscriminator(**TINY_DISC),
-                          cycle_b_space=space, lambda_identity=0.0, instance_noise=0.0)
+                          lambda_identity=0.0, instance_noise=0.0, **options)
         torch.manual_seed(1)
         real_a, real_b = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1  # (B, 3, H, W)
         with torch.no_grad():
             _, g, fake_a, _ = module._generator_step(real_a, real_b)
             rec_b = module.gen_ab(fake_a)  # (B, 3, H, W)
-        losses[space] = g, rec_b, real_b
-    (g_rgb, rec_b, real_b), (g_luma, _, _) = losses["rgb"], losses["luma"]
-    assert g_luma["loss/cycle_a"].item() == pytest.approx(g_rgb["loss/cycle_a"].item())
-    assert g_luma["loss/cycle_b"].item() == pytest.approx(cycle_l1(rec_b, real_b, "luma").item(), rel=1e-5)
-    assert g_luma["loss/cycle_b"].item() < g_rgb["loss/cycle_b"].item()  # random colours: part of the error is hue
-    with pytest.raises(VitcycleError, match=r"cycle_b_space \('lab'\) must be one of 'rgb', 'luma'"):
+        losses[name] = g, rec_b, real_b
+    (g_plain, rec_b, real_b), (g_option, _, _) = losses["plain"], losses["option"]
+    assert g_option["loss/cycle_a"].item() == pytest.approx(g_plain["loss/cycle_a"].item())
+    assert g_option["loss/cycle_b"].item() == pytest.approx(cycle_l1(rec_b, real_b, **cycle_l1_args).item(), rel=1e-5)
+    assert g_option["loss/cycle_b"].item() < g_plain["loss/cycle_b"].item()  # random images: part of the error is hue / detail
+
+
+def test_bad_b_cycle_options_are_refused():
+    def build(**options):
         CycleGAN(ViTTranslator(**TINY_VIT), ViTTranslator(**TINY_VIT), PatchDiscriminator(**TINY_DISC),
-                 PatchDiscriminator(**TINY_DISC), cycle_b_space="lab")
+                 PatchDiscriminator(**TINY_DISC), **options)
+    with pytest.raises(VitcycleError, match=r"cycle_b_space \('lab'\) must be one of 'rgb', 'luma'"):
+        build(cycle_b_space="lab")
+    with pytest.raises(VitcycleError, match=r"cycle_b_downsample \(0\) must be >= 1"):
+        build(cycle_b_downsample=0)
 
 
 def test_patch_nce_replaces_the_b_cycle():

@@ -3,7 +3,7 @@
 Adversarial losses come in (discriminator, generator) pairs. A discriminator may return one
 tensor of patch logits or a list of them (multi-scale); every adversarial loss averages over
 the scales. Cycle and identity losses are L1 (`torch.nn.functional.l1_loss`); a cycle may compare
-luminance alone (`cycle_l1(..., space="luma")`).
+luminance alone (`cycle_l1(..., space="luma")`) and at a lower resolution (`downsample`).
 """
 
 from __future__ import annotations
@@ -72,9 +72,13 @@ def luma(x: Tensor) -> Tensor:
     return (x * x.new_tensor(_LUMA_WEIGHTS).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)  # (B, 1, H, W)
 
 
-def cycle_l1(rec: Tensor, real: Tensor, space: CycleSpace = "rgb") -> Tensor:
+def cycle_l1(rec: Tensor, real: Tensor, space: CycleSpace = "rgb", downsample: int = 1) -> Tensor:
     """Cycle L1 between a reconstruction and its input: in RGB, or on luminance alone ("luma"),
-    which leaves hues free (an anime face's pink hair need not survive a photo to be rebuilt)."""
+    which leaves hues free (an anime face's pink hair need not survive a photo to be rebuilt);
+    with `downsample` > 1, between `downsample` x `downsample` block means, which leaves detail
+    finer than a block free (an anime face's outlined eyes need not survive as outlines)."""
+    if downsample > 1:
+        rec, real = F.avg_pool2d(rec, downsample), F.avg_pool2d(real, downsample)  # (B, 3, H / d, W / d)
     if space == "luma":
         return F.l1_loss(luma(rec), luma(real))
     return F.l1_loss(rec, real)

@@ -12,7 +12,7 @@ Adversarial Networks" (equation numbers of the paper):
   `lambda_identity * lambda_cycle` (0.5 * 10), as in the reference implementation.
 - Options for the B -> A -> B cycle, which makes a translated A keep what rebuilds B (an anime
   face's hair colour): its own weight (`lambda_cycle_b`), a luminance-only L1 (`cycle_b_space`),
-  or CUT's PatchNCE on `gen_ba` in its place (`lambda_nce_b`, Park et al. 2020).
+  an L1 at a lower resolution (`cycle_b_downsample`), or CUT's PatchNCE on `gen_ba` in its place (`lambda_nce_b`, Park et al. 2020).
 - Optional gradient penalty on the discriminators (`lambda_gp`, Gulrajani et al. 2017).
 - Optional instance noise (`instance_noise`, Sønderby et al. 2017): Gaussian noise on every
   discriminator input, real and fake, so that pixel noise (photos have it, drawings do not) is
@@ -94,6 +94,8 @@ class CycleGAN(pl.LightningModule):
             then skipped: `gen_ba` must keep B's content, not what rebuilds B.
         cycle_b_space: "rgb", or "luma": the B cycle compares luminance alone, so a translated A
             need not carry B's hues (`gen_ab` restores them as it likes); the A cycle stays RGB.
+        cycle_b_downsample: the B cycle compares means of blocks this many pixels wide (1: pixels), so
+            a translated A need not carry B's finer detail (an anime face's outlined eyes).
         lambda_identity: weight of the identity L1 loss relative to `lambda_cycle` (paper: 0.5).
         identity_fade_steps: if > 0, the identity weight falls linearly from `lambda_identity` to 0
             over this many batches (it keeps a new generator near the input early, then lets go).
@@ -141,6 +143,7 @@ class CycleGAN(pl.LightningModule):
         lambda_cycle: float = 10.0,
         lambda_cycle_b: float | None = None,
         cycle_b_space: CycleSpace = "rgb",
+        cycle_b_downsample: int = 1,
         lambda_nce_b: float = 0.0,
         lambda_identity: float = 0.5,
         identity_fade_steps: int = 0,
@@ -172,6 +175,8 @@ class CycleGAN(pl.LightningModule):
                                 f"({instance_noise_fade_steps}) and warmup_steps ({warmup_steps}) must be >= 0")
         if cycle_b_space not in get_args(CycleSpace):
             raise VitcycleError(f"cycle_b_space ({cycle_b_space!r}) must be one of {', '.join(map(repr, get_args(CycleSpace)))}")
+        if cycle_b_downsample < 1:
+            raise VitcycleError(f"cycle_b_downsample ({cycle_b_downsample}) must be >= 1 (1: compare pixels)")
         if lambda_nce_b < 0:
             raise VitcycleError(f"lambda_nce_b ({lambda_nce_b}) must be >= 0")
         if lambda_nce_b > 0 and not hasattr(gen_ba, "forward_encoder"):
@@ -395,7 +400,7 @@ class CycleGAN(pl.LightningModule):
         lambda_cycle_b = hp.lambda_cycle if hp.lambda_cycle_b is None else hp.lambda_cycle_b
         if lambda_cycle_b > 0:
             rec_b = self.gen_ab(fake_a)  # (B, 3, H, W)
-            g["loss/cycle_b"] = cycle_l1(rec_b, real_b, hp.cycle_b_space)
+            g["loss/cycle_b"] = cycle_l1(rec_b, real_b, hp.cycle_b_space, hp.cycle_b_downsample)
             loss = loss + lambda_cycle_b * g["loss/cycle_b"]
         if self.patch_nce_b is not None:
             with torch.no_grad():  # the input side is a fixed target (CUT detaches it too)
