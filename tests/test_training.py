@@ -70,12 +70,14 @@ def test_fast_dev_run_of_the_quickstart_config(tiny_data, tmp_path):
 
 def test_training_logs_losses_checkpoints_and_image_grids(tiny_data, tmp_path):
     # the quickstart recipe has no identity loss; switch it on so that its logging is covered too
-    cli = cli_main(["fit", "--config", str(tiny_config(tmp_path, tiny_data, lambda_identity=0.5))])
+    cli = cli_main(["fit", "--config", str(tiny_config(tmp_path, tiny_data, lambda_identity=0.5, instance_noise=0.1))])
     logged = cli.trainer.logged_metrics
     for key in ("loss/g_adv_ab", "loss/d_a", "loss/idt_b", "d_out/real_b", "lr/gen", "val/cycle_l1",
                 "val/paired_ratio_ab", "val/paired_ratio_ba", "val/identity_l1"):
         assert key in logged, key
     assert torch.isfinite(torch.stack([torch.as_tensor(v) for v in logged.values()])).all()
+    assert logged["schedule/identity_weight"].item() == pytest.approx(0.5)  # no fade: the schedules are logged as set
+    assert logged["schedule/instance_noise"].item() == pytest.approx(0.1)
     assert {p.name for p in (tmp_path / "ckpt").iterdir()} == {"last.ckpt", "best.ckpt"}
     events = list((tmp_path / "run/tb/version_0").glob("events.out.tfevents.*"))
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

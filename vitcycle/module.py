@@ -370,6 +370,7 @@ class CycleGAN(pl.LightningModule):
         logs = {k: v.detach() for k, v in {**g, **d}.items()}
         logs |= {f"d_out/{name}": _mean_logit(pred) for name, pred in preds.items()}
         logs |= {"lr/gen": opt_gen.param_groups[0]["lr"], "lr/disc": opt_disc.param_groups[0]["lr"]}
+        logs |= {"schedule/identity_weight": self.identity_weight(), "schedule/instance_noise": self.instance_noise_std()}
         self.log_dict(logs, batch_size=real_a.shape[0])
         self.log("cycle", sum(v for k, v in logs.items() if k.startswith("loss/cycle_")), prog_bar=True, logger=False)
 
