@@ -502,6 +502,29 @@ def test_batched_passes_give_the_losses_of_one_pass_per_image_set():
         assert d["loss/d_b"].item() == pytest.approx(expected_d_b.item(), rel=1e-5)
 
 
+def test_source_negatives_make_each_discriminator_call_the_other_domain_fake():
+    """source_negatives: disc_a's fakes are its pooled fakes and the real B images (disc_b alike);
+    the gradient penalty still pairs each real image with one generated fake."""
+    from vitcycle.losses import lsgan_d_loss
+
+    torch.manual_seed(0)
+    module = CycleGAN(ViTTranslator(**TINY_VIT), ViTTranslator(**TINY_VIT), PatchDiscriminator(**TINY_DISC),
+                      PatchDiscriminator(**TINY_DISC), pool_size=0, source_negatives=True, lambda_gp=1.0)
+    real_a, fake_a, fake_b = torch.rand(3, 3, 3, 32, 32) * 2 - 1  # (3, 3, 32, 32) each
+    real_b = torch.ones(3, 3, 32, 32)  # flat white: unlike the noise images to a random discriminator
+    _, d, preds = module._discriminator_step(real_a, real_b, fake_a, fake_b)
+    with torch.no_grad():
+        expected_d_a = lsgan_d_loss(module.disc_a(real_a), module.disc_a(torch.cat([fake_a, real_b])))
+        without_negatives = lsgan_d_loss(module.disc_a(real_a), module.disc_a(fake_a))
+        expected_d_b = lsgan_d_loss(module.disc_b(real_b), module.disc_b(torch.cat([fake_b, real_a])))
+    assert d["loss/d_a"].item() == pytest.approx(expected_d_a.item(), rel=1e-5)
+    assert d["loss/d_a"].item() != pytest.approx(without_negatives.item(), rel=1e-3)
+    assert d["loss/d_b"].item() == pytest.approx(expected_d_b.item(), rel=1e-5)
+    assert preds["fake_a"][0].shape[0] == 6  # 3 fakes + 3 real B
+    expected = d["loss/d_a"] + d["loss/d_b"] + d["loss/gp_a"] + d["loss/gp_b"]
+    assert d["loss/disc"].item() == pytest.approx(expected.item(), rel=1e-6)
+
+
 def test_warm_up_ramps_the_learning_rates_and_the_identity_weight_fades(tiny_data, tmp_path):
     """warmup_steps=8: after batch k (k = 1..4) the rates are k/8 of the configured ones;
     identity_fade_steps=4 takes the identity loss from 0.5 to 0 over the first 4 batches."""

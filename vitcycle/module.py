@@ -13,6 +13,9 @@ Adversarial Networks" (equation numbers of the paper):
 - Options for the B -> A -> B cycle, which makes a translated A keep what rebuilds B (an anime
   face's hair colour): its own weight (`lambda_cycle_b`), a luminance-only L1 (`cycle_b_space`),
   an L1 at a lower resolution (`cycle_b_downsample`), or CUT's PatchNCE on `gen_ba` in its place (`lambda_nce_b`, Park et al. 2020).
+- Optional source negatives (`source_negatives`): each discriminator also sees the other domain's
+  real images as fakes (a selfie is no anime face), so a translation that keeps its source's look
+  (anime eyes on a photo) is told apart from the start, not only once its fakes have taught it.
 - Optional gradient penalty on the discriminators (`lambda_gp`, Gulrajani et al. 2017).
 - Optional instance noise (`instance_noise`, Sønderby et al. 2017): Gaussian noise on every
   discriminator input, real and fake, so that pixel noise (photos have it, drawings do not) is
@@ -99,6 +102,7 @@ class CycleGAN(pl.LightningModule):
         lambda_identity: weight of the identity L1 loss relative to `lambda_cycle` (paper: 0.5).
         identity_fade_steps: if > 0, the identity weight falls linearly from `lambda_identity` to 0
             over this many batches (it keeps a new generator near the input early, then lets go).
+        source_negatives: each discriminator also takes the other domain's real images as fakes.
         lambda_gp: weight of the discriminator gradient penalty; 0 disables it.
         gp_center: target gradient norm of the penalty (1: WGAN-GP, 0: zero-centred).
         pool_size: size of each fake-image history pool; 0 disables the pools.
@@ -147,6 +151,7 @@ class CycleGAN(pl.LightningModule):
         lambda_nce_b: float = 0.0,
         lambda_identity: float = 0.5,
         identity_fade_steps: int = 0,
+        source_negatives: bool = False,
         lambda_gp: float = 0.0,
         gp_center: float = 1.0,
         pool_size: int = 50,
@@ -424,11 +429,14 @@ class CycleGAN(pl.LightningModule):
         pooled_fake_a = self.pool_a.query(fake_a, rng)  # (B, 3, H, W)
         pooled_fake_b = self.pool_b.query(fake_b, rng)  # (B, 3, H, W)
         noise_rng = self._step_generator(real_a.device, stream=1)
-        sides = {"a": (self.disc_a, real_a, pooled_fake_a), "b": (self.disc_b, real_b, pooled_fake_b)}
+        fakes_a, fakes_b = pooled_fake_a, pooled_fake_b
+        if hp.source_negatives:  # the other domain's real images count as fakes too
+            fakes_a, fakes_b = torch.cat([pooled_fake_a, real_b]), torch.cat([pooled_fake_b, real_a])  # (2B, 3, H, W)
+        sides = {"a": (self.disc_a, real_a, fakes_a), "b": (self.disc_b, real_b, fakes_b)}
         preds: dict[str, DiscOutput] = {}
         for name, (disc, real, fake) in sides.items():
-            pred = disc(self._noisy(torch.cat([real, fake]), noise_rng))  # real, then fake: (2B, 3, H, W) in
-            per_scale = [p.split([len(real), len(fake)]) for p in scales(pred)]  # ((B, 1, h, w), (B, 1, h, w)) each
+            pred = disc(self._noisy(torch.cat([real, fake]), noise_rng))  # real, then fake: (B + B', 3, H, W) in
+            per_scale = [p.split([len(real), len(fake)]) for p in scales(pred)]  # ((B, 1, h, w), (B', 1, h, w)) each
             preds[f"real_{name}"] = [real_logits for real_logits, _ in per_scale]
             preds[f"fake_{name}"] = [fake_logits for _, fake_logits in per_scale]
         d = {
