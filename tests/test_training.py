@@ -518,7 +518,7 @@ def test_source_negatives_make_each_discriminator_call_the_other_domain_fake():
         without_negatives = lsgan_d_loss(module.disc_a(real_a), module.disc_a(fake_a))
         expected_d_b = lsgan_d_loss(module.disc_b(real_b), module.disc_b(torch.cat([fake_b, real_a])))
     assert d["loss/d_a"].item() == pytest.approx(expected_d_a.item(), rel=1e-5)
-    assert d["loss/d_a"].item() != pytest.approx(without_negatives.item(), rel=1e-3)
+    assert d["loss/d_a"].item() != pytest.approx(without_negatives.item(), rel=1e-4)
     assert d["loss/d_b"].item() == pytest.approx(expected_d_b.item(), rel=1e-5)
     assert preds["fake_a"][0].shape[0] == 6  # 3 fakes + 3 real B
     expected = d["loss/d_a"] + d["loss/d_b"] + d["loss/gp_a"] + d["loss/gp_b"]
