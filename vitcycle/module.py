@@ -12,7 +12,8 @@ Adversarial Networks" (equation numbers of the paper):
   `lambda_identity * lambda_cycle` (0.5 * 10), as in the reference implementation.
 - Options for the B -> A -> B cycle, which makes a translated A keep what rebuilds B (an anime
   face's hair colour): its own weight (`lambda_cycle_b`), a luminance-only L1 (`cycle_b_space`),
-  an L1 at a lower resolution (`cycle_b_downsample`), or CUT's PatchNCE on `gen_ba` in its place (`lambda_nce_b`, Park et al. 2020).
+  an L1 at a lower resolution (`cycle_b_downsample`), or CUT's PatchNCE on `gen_ba` in its place
+  (`lambda_nce_b`, Park et al. 2020).
 - Optional source negatives (`source_negatives`): each discriminator also sees the other domain's
   real images as fakes (a selfie is no anime face), so a translation that keeps its source's look
   (anime eyes on a photo) is told apart from the start, not only once its fakes have taught it.
@@ -102,7 +103,8 @@ class CycleGAN(pl.LightningModule):
         lambda_identity: weight of the identity L1 loss relative to `lambda_cycle` (paper: 0.5).
         identity_fade_steps: if > 0, the identity weight falls linearly from `lambda_identity` to 0
             over this many batches (it keeps a new generator near the input early, then lets go).
-        source_negatives: each discriminator also takes the other domain's real images as fakes.
+        source_negatives: each discriminator also takes the other domain's real images as fakes
+            (`d_out/fake_*` then averages over both kinds of fake).
         lambda_gp: weight of the discriminator gradient penalty; 0 disables it.
         gp_center: target gradient norm of the penalty (1: WGAN-GP, 0: zero-centred).
         pool_size: size of each fake-image history pool; 0 disables the pools.
