@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from vitcycle.image_pool import ImagePool
-from vitcycle.losses import GAN_LOSSES, cycle_l1, gradient_penalty, luma
+from vitcycle.losses import GAN_LOSSES, blurred, cycle_l1, gradient_penalty, luma
 from vitcycle.patch_nce import PatchNCE
 
 REAL = torch.tensor([[1.0, 0.5], [0.0, 2.0]])  # D outputs on real images
@@ -63,6 +63,18 @@ def test_downsampled_cycle_ignores_detail_finer_than_a_block_and_counts_the_rest
     assert cycle_l1(real + checker, real, downsample=2).item() == pytest.approx(0.0, abs=1e-6)
     assert cycle_l1(real + 0.25, real, downsample=2).item() == pytest.approx(0.25)  # brighter: counted in full
     assert cycle_l1(real + checker + 0.25, real, "luma", downsample=2).item() == pytest.approx(0.25)  # both options
+
+
+def test_blurred_flattens_detail_finer_than_a_block_and_keeps_the_rest():
+    checker = (torch.arange(8).view(8, 1) + torch.arange(8).view(1, 8)) % 2 * 1.0 - 0.5  # (8, 8): +-0.5, mean 0 per 2x2
+    image = (checker + 0.25).expand(2, 3, 8, 8)  # (2, 3, 8, 8)
+    out = blurred(image, 2)
+    assert out.shape == image.shape
+    assert torch.allclose(out, torch.full_like(image, 0.25), atol=1e-6)  # the checkerboard is gone, its mean stays
+    halves = torch.cat([torch.full((1, 3, 8, 4), -1.0), torch.ones(1, 3, 8, 4)], dim=3)  # (1, 3, 8, 8): black | white
+    soft = blurred(halves, 4)
+    assert soft[..., 0].eq(-1).all() and soft[..., -1].eq(1).all()  # far from the edge: as it was
+    assert (soft[..., 3] > -1).all() and (soft[..., 4] < 1).all()  # at the edge: softened
 
 
 def test_patch_nce_is_low_for_tokens_in_place_and_high_for_moved_ones():

@@ -525,6 +525,26 @@ def test_source_negatives_make_each_discriminator_call_the_other_domain_fake():
     assert d["loss/disc"].item() == pytest.approx(expected.item(), rel=1e-6)
 
 
+def test_blurred_negatives_make_each_discriminator_call_its_own_blurred_images_fake():
+    """blurred_negatives=2: disc_a's fakes are its pooled fakes, the real B images (source negatives)
+    and real A at 2x2 block means; disc_b alike."""
+    from vitcycle.losses import blurred, lsgan_d_loss
+
+    torch.manual_seed(0)
+    module = CycleGAN(ViTTranslator(**TINY_VIT), ViTTranslator(**TINY_VIT), PatchDiscriminator(**TINY_DISC),
+                      PatchDiscriminator(**TINY_DISC), pool_size=0, source_negatives=True, blurred_negatives=2)
+    real_a, real_b, fake_a, fake_b = torch.rand(4, 3, 3, 32, 32) * 2 - 1  # (3, 3, 32, 32) each
+    _, d, preds = module._discriminator_step(real_a, real_b, fake_a, fake_b)
+    with torch.no_grad():
+        expected_d_a = lsgan_d_loss(module.disc_a(real_a), module.disc_a(torch.cat([fake_a, real_b, blurred(real_a, 2)])))
+        expected_d_b = lsgan_d_loss(module.disc_b(real_b), module.disc_b(torch.cat([fake_b, real_a, blurred(real_b, 2)])))
+        source_only = lsgan_d_loss(module.disc_a(real_a), module.disc_a(torch.cat([fake_a, real_b])))
+    assert d["loss/d_a"].item() == pytest.approx(expected_d_a.item(), rel=1e-5)
+    assert d["loss/d_b"].item() == pytest.approx(expected_d_b.item(), rel=1e-5)
+    assert d["loss/d_a"].item() != pytest.approx(source_only.item(), rel=1e-4)
+    assert preds["fake_b"][0].shape[0] == 9  # 3 fakes + 3 real A + 3 blurred real B
+
+
 def test_warm_up_ramps_the_learning_rates_and_the_identity_weight_fades(tiny_data, tmp_path):
     """warmup_steps=8: after batch k (k = 1..4) the rates are k/8 of the configured ones;
     identity_fade_steps=4 takes the identity loss from 0.5 to 0 over the first 4 batches."""
@@ -580,7 +600,7 @@ def test_b_cycle_options_change_the_b_cycle_alone(option, cycle_l1_args):
     assert g_option["loss/cycle_b"].item() < g_plain["loss/cycle_b"].item()  # random images: part of the error is hue / detail
 
 
-def test_bad_b_cycle_options_are_refused():
+def test_bad_b_cycle_and_negative_options_are_refused():
     def build(**options):
         CycleGAN(ViTTranslator(**TINY_VIT), ViTTranslator(**TINY_VIT), PatchDiscriminator(**TINY_DISC),
                  PatchDiscriminator(**TINY_DISC), **options)
@@ -588,6 +608,9 @@ def test_bad_b_cycle_options_are_refused():
         build(cycle_b_space="lab")
     with pytest.raises(VitcycleError, match=r"cycle_b_downsample \(0\) must be >= 1"):
         build(cycle_b_downsample=0)
+    for width in (1, -2):  # 1 would be the images themselves, called real and fake at once
+        with pytest.raises(VitcycleError, match=rf"blurred_negatives \({width}\) must be 0 \(off\) or a block width >= 2"):
+            build(blurred_negatives=width)
 
 
 def test_patch_nce_replaces_the_b_cycle():

@@ -72,6 +72,13 @@ def luma(x: Tensor) -> Tensor:
     return (x * x.new_tensor(_LUMA_WEIGHTS).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)  # (B, 1, H, W)
 
 
+def blurred(x: Tensor, block: int) -> Tensor:
+    """Images (B, 3, H, W) reduced to means of `block` x `block` blocks and resized back (bilinear):
+    what a translation that lost detail finer than a block looks like."""
+    small = F.avg_pool2d(x, block)  # (B, 3, H / block, W / block)
+    return F.interpolate(small, size=x.shape[-2:], mode="bilinear", align_corners=False)  # (B, 3, H, W)
+
+
 def cycle_l1(rec: Tensor, real: Tensor, space: CycleSpace = "rgb", downsample: int = 1) -> Tensor:
     """Cycle L1 between a reconstruction and its input: in RGB, or on luminance alone ("luma"),
     which leaves hues free (an anime face's pink hair need not survive a photo to be rebuilt);

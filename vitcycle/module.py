@@ -17,6 +17,9 @@ Adversarial Networks" (equation numbers of the paper):
 - Optional source negatives (`source_negatives`): each discriminator also sees the other domain's
   real images as fakes (a selfie is no anime face), so a translation that keeps its source's look
   (anime eyes on a photo) is told apart from the start, not only once its fakes have taught it.
+- Optional blurred negatives (`blurred_negatives`): each discriminator also sees its own domain's
+  real images at a lower resolution as fakes, so a blurred translation is told apart from the start
+  (negative data augmentation, Sinha et al. 2021).
 - Optional gradient penalty on the discriminators (`lambda_gp`, Gulrajani et al. 2017).
 - Optional instance noise (`instance_noise`, Sønderby et al. 2017): Gaussian noise on every
   discriminator input, real and fake, so that pixel noise (photos have it, drawings do not) is
@@ -65,6 +68,7 @@ from vitcycle.losses import (
     CycleSpace,
     DiscOutput,
     GanLossName,
+    blurred,
     cycle_l1,
     gradient_penalty,
     scales,
@@ -105,6 +109,8 @@ class CycleGAN(pl.LightningModule):
             over this many batches (it keeps a new generator near the input early, then lets go).
         source_negatives: each discriminator also takes the other domain's real images as fakes
             (`d_out/fake_*` then averages over both kinds of fake).
+        blurred_negatives: if > 0, each discriminator also takes its own domain's real images, reduced
+            to means of blocks this many pixels wide and resized back (bilinear), as fakes; 0 disables it.
         lambda_gp: weight of the discriminator gradient penalty; 0 disables it.
         gp_center: target gradient norm of the penalty (1: WGAN-GP, 0: zero-centred).
         pool_size: size of each fake-image history pool; 0 disables the pools.
@@ -154,6 +160,7 @@ class CycleGAN(pl.LightningModule):
         lambda_identity: float = 0.5,
         identity_fade_steps: int = 0,
         source_negatives: bool = False,
+        blurred_negatives: int = 0,
         lambda_gp: float = 0.0,
         gp_center: float = 1.0,
         pool_size: int = 50,
@@ -182,6 +189,8 @@ class CycleGAN(pl.LightningModule):
                                 f"({instance_noise_fade_steps}) and warmup_steps ({warmup_steps}) must be >= 0")
         if cycle_b_space not in get_args(CycleSpace):
             raise VitcycleError(f"cycle_b_space ({cycle_b_space!r}) must be one of {', '.join(map(repr, get_args(CycleSpace)))}")
+        if blurred_negatives < 0 or blurred_negatives == 1:
+            raise VitcycleError(f"blurred_negatives ({blurred_negatives}) must be 0 (off) or a block width >= 2")
         if cycle_b_downsample < 1:
             raise VitcycleError(f"cycle_b_downsample ({cycle_b_downsample}) must be >= 1 (1: compare pixels)")
         if lambda_nce_b < 0:
@@ -434,6 +443,9 @@ class CycleGAN(pl.LightningModule):
         fakes_a, fakes_b = pooled_fake_a, pooled_fake_b
         if hp.source_negatives:  # the other domain's real images count as fakes too
             fakes_a, fakes_b = torch.cat([pooled_fake_a, real_b]), torch.cat([pooled_fake_b, real_a])  # (2B, 3, H, W)
+        if hp.blurred_negatives:  # so are their own real images, blurred
+            fakes_a = torch.cat([fakes_a, blurred(real_a, hp.blurred_negatives)])  # (B' + B, 3, H, W)
+            fakes_b = torch.cat([fakes_b, blurred(real_b, hp.blurred_negatives)])  # (B' + B, 3, H, W)
         sides = {"a": (self.disc_a, real_a, fakes_a), "b": (self.disc_b, real_b, fakes_b)}
         preds: dict[str, DiscOutput] = {}
         for name, (disc, real, fake) in sides.items():
