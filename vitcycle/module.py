@@ -108,9 +108,10 @@ class CycleGAN(pl.LightningModule):
         identity_fade_steps: if > 0, the identity weight falls linearly from `lambda_identity` to 0
             over this many batches (it keeps a new generator near the input early, then lets go).
         source_negatives: each discriminator also takes the other domain's real images as fakes
-            (`d_out/fake_*` then averages over both kinds of fake).
+            (`d_out/fake_*` then averages over every kind of fake the discriminator is shown).
         blurred_negatives: if > 0, each discriminator also takes its own domain's real images, reduced
             to means of blocks this many pixels wide and resized back (bilinear), as fakes; 0 disables it.
+            The gradient penalty, as with source negatives, pairs real images with generated fakes only.
         lambda_gp: weight of the discriminator gradient penalty; 0 disables it.
         gp_center: target gradient norm of the penalty (1: WGAN-GP, 0: zero-centred).
         pool_size: size of each fake-image history pool; 0 disables the pools.
