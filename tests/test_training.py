@@ -324,8 +324,13 @@ def test_a_folder_of_only_corrupt_images_is_one_line_from_a_worker(tiny_data, tm
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch build has no torch.distributed")
 def test_ddp_with_two_cpu_processes(tiny_data, tmp_path):
+    """Two gloo processes train, and validation figures are means over both processes' images."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from vitcycle.data import UnpairedImageDataModule
+
     config = tiny_config(tmp_path, tiny_data)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "vitcycle.cli", "fit", "--config", str(config), "--trainer.strategy=ddp_find_unused_parameters_true",
          "--trainer.devices=2", "--trainer.max_epochs=1"],
@@ -333,8 +338,21 @@ def test_ddp_with_two_cpu_processes(tiny_data, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "distributed_backend=gloo" in result.stderr + result.stdout
+    assert "sync_dist" not in result.stderr  # Lightning's warning for an epoch-level value logged unsynced
     ckpt = torch.load(tmp_path / "ckpt/last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 4  # 16 items / 2 ranks / batch 4 = 2 batches, 2 optimizer steps each
+
+    # val/identity_l1 depends on the data only: over all 8 pairs, not over rank 0's 4 (DistributedSampler: 0, 2, 4, 6)
+    data = UnpairedImageDataModule(str(tiny_data / "trainA"), str(tiny_data / "trainB"), val_pairs=str(tiny_data / "pairs_val.csv"),
+                                   image_size=32, batch_size=8, num_workers=0)
+    data.setup("fit")
+    pairs = next(iter(data.val_dataloader()))
+    per_pair = (pairs["a"] - pairs["b"]).abs().mean((1, 2, 3))  # (8,)
+    acc = EventAccumulator(str(tmp_path / "run/tb/version_0"))
+    acc.Reload()
+    logged = acc.Scalars("val/identity_l1")[-1].value
+    assert len(per_pair) == 8 and per_pair[::2].mean().item() != pytest.approx(per_pair.mean().item(), abs=1e-4)
+    assert logged == pytest.approx(per_pair.mean().item(), abs=1e-5)
 
 
 def test_ema_follows_the_warmed_up_decay():
