@@ -513,8 +513,8 @@ class CycleGAN(pl.LightningModule):
             means["paired_ratio"] = 0.5 * (means["paired_ratio_ab"] + means["paired_ratio_ba"])
         if "domain_ab" in means:  # with a judge: one figure to pick a checkpoint by (higher is better)
             means["domain"] = 0.5 * (means["domain_ab"] + means["domain_ba"])
-        # torchmetrics has already reduced the means over every process; sync_dist only averages
-        # equal values, and tells Lightning they hold for all ranks (ModelCheckpoint's monitor)
+        # torchmetrics has already reduced the means over every process (DDP); sync_dist only
+        # averages those equal values, and stops Lightning's warning for each of them
         self.log_dict({f"val/{name}": value for name, value in means.items()}, sync_dist=True)
         for metric in self.val_means.values():
             metric.reset()
