@@ -629,6 +629,28 @@ def test_bad_b_cycle_and_negative_options_are_refused():
     for width in (1, -2):  # 1 would be the images themselves, called real and fake at once
         with pytest.raises(VitcycleError, match=rf"blurred_negatives \({width}\) must be 0 \(off\) or a block width >= 2"):
             build(blurred_negatives=width)
+    with pytest.raises(VitcycleError, match=r"cycle_noise \(-0.1\) must be >= 0 \(0: off\)"):
+        build(cycle_noise=-0.1)
+
+
+@pytest.mark.parametrize("std", [0.0, 0.3])
+def test_cycle_noise_reaches_the_cycle_inputs_alone(std):
+    """cycle_noise: each translation is translated back with noise of that std on it; the adversarial
+    losses see it clean; 0 passes the translations unchanged (and draws no noise)."""
+    torch.manual_seed(0)
+    module = CycleGAN(ViTTranslator(**TINY_VIT), ViTTranslator(**TINY_VIT), PatchDiscriminator(**TINY_DISC),
+                      PatchDiscriminator(**TINY_DISC), lambda_identity=0.0, instance_noise=0.0, cycle_noise=std)
+    real_a, real_b = torch.rand(2, 4, 3, 32, 32) * 2 - 1  # (4, 3, 32, 32) each
+    seen: dict[str, list[torch.Tensor]] = {"gen_ab": [], "gen_ba": [], "disc_a": []}
+    for name in seen:
+        getattr(module, name).register_forward_hook(lambda m, args, out, name=name: seen[name].append(args[0].detach()))
+    _, _, fake_a, fake_b = module._generator_step(real_a, real_b)
+    cycle_b_in = seen["gen_ba"][0][4:]  # gen_ba's one call: [real_b, fake_b + noise]
+    cycle_a_in = seen["gen_ab"][1]  # gen_ab's second call: fake_a + noise
+    for noisy, clean in ((cycle_b_in, fake_b), (cycle_a_in, fake_a)):
+        assert (noisy - clean).std().item() == pytest.approx(std, abs=0.03)
+        assert (noisy - clean).mean().abs().item() < 0.03
+    assert torch.equal(seen["disc_a"][0], fake_a.detach())  # the adversarial loss sees the clean translation
 
 
 def test_patch_nce_replaces_the_b_cycle():

@@ -20,6 +20,9 @@ Adversarial Networks" (equation numbers of the paper):
 - Optional blurred negatives (`blurred_negatives`): each discriminator also sees its own domain's
   real images at a lower resolution as fakes, so a blurred translation is told apart from the start
   (negative data augmentation, Sinha et al. 2021).
+- Optional cycle noise (`cycle_noise`): Gaussian noise on each translation before it is translated
+  back, so the cycle cannot be closed by detail hidden below the noise (steganography, Chu et al.
+  2017; the "self-defence" of Bashkirova et al. 2019).
 - Optional gradient penalty on the discriminators (`lambda_gp`, Gulrajani et al. 2017).
 - Optional instance noise (`instance_noise`, Sønderby et al. 2017): Gaussian noise on every
   discriminator input, real and fake, so that pixel noise (photos have it, drawings do not) is
@@ -77,6 +80,13 @@ from vitcycle.patch_nce import PatchNCE
 from vitcycle.pretrain import load_generator_weights, load_pretrained_generator
 
 
+def _plus_noise(x: Tensor, std: float, rng: torch.Generator) -> Tensor:
+    """`x` plus Gaussian noise of `std` drawn from `rng` (on x's device); `x` itself, drawing nothing, when std <= 0."""
+    if std <= 0:
+        return x
+    return x + std * torch.randn(x.shape, generator=rng, device=x.device, dtype=x.dtype)  # shape of x
+
+
 def _mean_logit(pred: DiscOutput) -> Tensor:
     return torch.stack([p.detach().float().mean() for p in scales(pred)]).mean()
 
@@ -112,6 +122,8 @@ class CycleGAN(pl.LightningModule):
         blurred_negatives: if > 0, each discriminator also takes its own domain's real images, reduced
             to means of blocks this many pixels wide and resized back (bilinear), as fakes; 0 disables it.
             The gradient penalty, as with source negatives, pairs real images with generated fakes only.
+        cycle_noise: std of Gaussian noise added to each translation before it is translated back for
+            the cycle losses (the adversarial losses see it clean); 0 disables it.
         lambda_gp: weight of the discriminator gradient penalty; 0 disables it.
         gp_center: target gradient norm of the penalty (1: WGAN-GP, 0: zero-centred).
         pool_size: size of each fake-image history pool; 0 disables the pools.
@@ -162,6 +174,7 @@ class CycleGAN(pl.LightningModule):
         identity_fade_steps: int = 0,
         source_negatives: bool = False,
         blurred_negatives: int = 0,
+        cycle_noise: float = 0.0,
         lambda_gp: float = 0.0,
         gp_center: float = 1.0,
         pool_size: int = 50,
@@ -192,6 +205,8 @@ class CycleGAN(pl.LightningModule):
             raise VitcycleError(f"cycle_b_space ({cycle_b_space!r}) must be one of {', '.join(map(repr, get_args(CycleSpace)))}")
         if blurred_negatives < 0 or blurred_negatives == 1:
             raise VitcycleError(f"blurred_negatives ({blurred_negatives}) must be 0 (off) or a block width >= 2")
+        if cycle_noise < 0:
+            raise VitcycleError(f"cycle_noise ({cycle_noise}) must be >= 0 (0: off)")
         if cycle_b_downsample < 1:
             raise VitcycleError(f"cycle_b_downsample ({cycle_b_downsample}) must be >= 1 (1: compare pixels)")
         if lambda_nce_b < 0:
@@ -393,10 +408,7 @@ class CycleGAN(pl.LightningModule):
 
     def _noisy(self, x: Tensor, rng: torch.Generator) -> Tensor:
         """`x` plus this batch's instance noise (`instance_noise_std`); `rng` lives on x's device (stream 1)."""
-        std = self.instance_noise_std()
-        if std <= 0:
-            return x
-        return x + std * torch.randn(x.shape, generator=rng, device=x.device, dtype=x.dtype)  # shape of x
+        return _plus_noise(x, self.instance_noise_std(), rng)
 
     def _generator_step(self, real_a: Tensor, real_b: Tensor) -> tuple[Tensor, dict[str, Tensor], Tensor, Tensor]:
         """Generator objective, Eq. (3): adversarial + lambda * cycle (+ identity). Returns the fakes too."""
@@ -407,7 +419,8 @@ class CycleGAN(pl.LightningModule):
         # Three generator calls, with the identity passes riding along (see the module docstring).
         ab_in = [real_a, real_b] if identity else [real_a]
         fake_b, *idt_b = self.gen_ab(torch.cat(ab_in)).split([len(x) for x in ab_in])  # (B, 3, H, W) each
-        ba_in = [real_b, fake_b, real_a] if identity else [real_b, fake_b]
+        cycle_b_in = _plus_noise(fake_b, hp.cycle_noise, noise_rng)  # (B, 3, H, W): what gen_ba rebuilds A from
+        ba_in = [real_b, cycle_b_in, real_a] if identity else [real_b, cycle_b_in]
         fake_a, rec_a, *idt_a = self.gen_ba(torch.cat(ba_in)).split([len(x) for x in ba_in])  # (B, 3, H, W) each
         g = {
             "loss/g_adv_ab": self.g_loss_fn(self.disc_b(self._noisy(fake_b, noise_rng))),
@@ -417,7 +430,7 @@ class CycleGAN(pl.LightningModule):
         loss = g["loss/g_adv_ab"] + g["loss/g_adv_ba"] + hp.lambda_cycle * g["loss/cycle_a"]
         lambda_cycle_b = hp.lambda_cycle if hp.lambda_cycle_b is None else hp.lambda_cycle_b
         if lambda_cycle_b > 0:
-            rec_b = self.gen_ab(fake_a)  # (B, 3, H, W)
+            rec_b = self.gen_ab(_plus_noise(fake_a, hp.cycle_noise, noise_rng))  # (B, 3, H, W)
             g["loss/cycle_b"] = cycle_l1(rec_b, real_b, hp.cycle_b_space, hp.cycle_b_downsample)
             loss = loss + lambda_cycle_b * g["loss/cycle_b"]
         if self.patch_nce_b is not None:
