@@ -636,7 +636,7 @@ def test_bad_b_cycle_and_negative_options_are_refused():
 @pytest.mark.parametrize("std", [0.0, 0.3])
 def test_cycle_noise_reaches_the_cycle_inputs_alone(std):
     """cycle_noise: each translation is translated back with noise of that std on it; the adversarial
-    losses see it clean; 0 passes the translations unchanged (and draws no noise)."""
+    losses see it clean; 0 passes the translations unchanged."""
     torch.manual_seed(0)
     module = CycleGAN(ViTTranslator(**TINY_VIT), ViTTranslator(**TINY_VIT), PatchDiscriminator(**TINY_DISC),
                       PatchDiscriminator(**TINY_DISC), lambda_identity=0.0, instance_noise=0.0, cycle_noise=std)
