@@ -631,15 +631,18 @@ def test_bad_b_cycle_and_negative_options_are_refused():
             build(blurred_negatives=width)
     with pytest.raises(VitcycleError, match=r"cycle_noise \(-0.1\) must be >= 0 \(0: off\)"):
         build(cycle_noise=-0.1)
+    with pytest.raises(VitcycleError, match=r"cycle_noise_b \(-0.1\) must be >= 0 \(0: off\), or unset"):
+        build(cycle_noise=0.1, cycle_noise_b=-0.1)
 
 
-@pytest.mark.parametrize("std", [0.0, 0.3])
-def test_cycle_noise_reaches_the_cycle_inputs_alone(std):
-    """cycle_noise: each translation is translated back with noise of that std on it; the adversarial
-    losses see it clean; 0 passes the translations unchanged."""
+@pytest.mark.parametrize(("std", "std_b"), [(0.0, None), (0.3, None), (0.3, 0.0), (0.0, 0.2)])
+def test_cycle_noise_reaches_the_cycle_inputs_alone(std, std_b):
+    """cycle_noise: each translation is translated back with noise of that std on it (the translated A
+    with cycle_noise_b's, where set); the adversarial losses see it clean; 0 passes a translation unchanged."""
     torch.manual_seed(0)
     module = CycleGAN(ViTTranslator(**TINY_VIT), ViTTranslator(**TINY_VIT), PatchDiscriminator(**TINY_DISC),
-                      PatchDiscriminator(**TINY_DISC), lambda_identity=0.0, instance_noise=0.0, cycle_noise=std)
+                      PatchDiscriminator(**TINY_DISC), lambda_identity=0.0, instance_noise=0.0,
+                      cycle_noise=std, cycle_noise_b=std_b)
     real_a, real_b = torch.rand(2, 4, 3, 32, 32) * 2 - 1  # (4, 3, 32, 32) each
     seen: dict[str, list[torch.Tensor]] = {"gen_ab": [], "gen_ba": [], "disc_a": []}
     for name in seen:
@@ -647,8 +650,8 @@ def test_cycle_noise_reaches_the_cycle_inputs_alone(std):
     _, _, fake_a, fake_b = module._generator_step(real_a, real_b)
     cycle_b_in = seen["gen_ba"][0][4:]  # gen_ba's one call: [real_b, fake_b + noise]
     cycle_a_in = seen["gen_ab"][1]  # gen_ab's second call: fake_a + noise
-    for noisy, clean in ((cycle_b_in, fake_b), (cycle_a_in, fake_a)):
-        assert (noisy - clean).std().item() == pytest.approx(std, abs=0.03)
+    for noisy, clean, expected in ((cycle_b_in, fake_b, std), (cycle_a_in, fake_a, std if std_b is None else std_b)):
+        assert (noisy - clean).std().item() == pytest.approx(expected, abs=0.03)
         assert (noisy - clean).mean().abs().item() < 0.03
     assert torch.equal(seen["disc_a"][0], fake_a.detach())  # the adversarial loss sees the clean translation
 

@@ -22,7 +22,7 @@ Adversarial Networks" (equation numbers of the paper):
   (negative data augmentation, Sinha et al. 2021).
 - Optional cycle noise (`cycle_noise`): Gaussian noise on each translation before it is translated
   back, so the cycle cannot be closed by detail hidden below the noise (steganography, Chu et al.
-  2017; the "self-defence" of Bashkirova et al. 2019).
+  2017; the "self-defence" of Bashkirova et al. 2019); `cycle_noise_b` sets the B cycle's apart.
 - Optional gradient penalty on the discriminators (`lambda_gp`, Gulrajani et al. 2017).
 - Optional instance noise (`instance_noise`, Sønderby et al. 2017): Gaussian noise on every
   discriminator input, real and fake, so that pixel noise (photos have it, drawings do not) is
@@ -124,6 +124,8 @@ class CycleGAN(pl.LightningModule):
             The gradient penalty, as with source negatives, pairs real images with generated fakes only.
         cycle_noise: std of Gaussian noise added to each translation before it is translated back for
             the cycle losses (the adversarial losses see it clean); 0 disables it.
+        cycle_noise_b: that std for the B -> A -> B cycle alone (on the translated A), if it should
+            differ (None: `cycle_noise`).
         lambda_gp: weight of the discriminator gradient penalty; 0 disables it.
         gp_center: target gradient norm of the penalty (1: WGAN-GP, 0: zero-centred).
         pool_size: size of each fake-image history pool; 0 disables the pools.
@@ -175,6 +177,7 @@ class CycleGAN(pl.LightningModule):
         source_negatives: bool = False,
         blurred_negatives: int = 0,
         cycle_noise: float = 0.0,
+        cycle_noise_b: float | None = None,
         lambda_gp: float = 0.0,
         gp_center: float = 1.0,
         pool_size: int = 50,
@@ -207,6 +210,8 @@ class CycleGAN(pl.LightningModule):
             raise VitcycleError(f"blurred_negatives ({blurred_negatives}) must be 0 (off) or a block width >= 2")
         if cycle_noise < 0:
             raise VitcycleError(f"cycle_noise ({cycle_noise}) must be >= 0 (0: off)")
+        if cycle_noise_b is not None and cycle_noise_b < 0:
+            raise VitcycleError(f"cycle_noise_b ({cycle_noise_b}) must be >= 0 (0: off), or unset to follow cycle_noise")
         if cycle_b_downsample < 1:
             raise VitcycleError(f"cycle_b_downsample ({cycle_b_downsample}) must be >= 1 (1: compare pixels)")
         if lambda_nce_b < 0:
@@ -430,7 +435,8 @@ class CycleGAN(pl.LightningModule):
         loss = g["loss/g_adv_ab"] + g["loss/g_adv_ba"] + hp.lambda_cycle * g["loss/cycle_a"]
         lambda_cycle_b = hp.lambda_cycle if hp.lambda_cycle_b is None else hp.lambda_cycle_b
         if lambda_cycle_b > 0:
-            rec_b = self.gen_ab(_plus_noise(fake_a, hp.cycle_noise, noise_rng))  # (B, 3, H, W)
+            cycle_noise_b = hp.cycle_noise if hp.cycle_noise_b is None else hp.cycle_noise_b
+            rec_b = self.gen_ab(_plus_noise(fake_a, cycle_noise_b, noise_rng))  # (B, 3, H, W)
             g["loss/cycle_b"] = cycle_l1(rec_b, real_b, hp.cycle_b_space, hp.cycle_b_downsample)
             loss = loss + lambda_cycle_b * g["loss/cycle_b"]
         if self.patch_nce_b is not None:
