@@ -208,6 +208,7 @@ def test_validation_logs_the_domain_score_every_epoch(tiny_data, judge_file, tmp
     for name in ("domain_ab", "domain_ba", "neither_ab", "neither_ba", "layout_ssim_ab", "layout_ssim_ba"):
         assert 0.0 <= float(logged[f"val/{name}"]) <= 1.0, name
     assert float(logged["val/domain"]) == pytest.approx(0.5 * float(logged["val/domain_ab"] + logged["val/domain_ba"]))
+    assert float(logged["val/domain_min"]) == pytest.approx(min(float(logged["val/domain_ab"]), float(logged["val/domain_ba"])))
     # the validation pairs are real images of each domain, which the judge mostly recognises
     assert float(logged["val/judge_acc_b"]) >= 0.75
     assert not any(k.startswith("_judge") for k in cli.model.state_dict())  # the judge stays out of checkpoints

@@ -154,7 +154,8 @@ class CycleGAN(pl.LightningModule):
             generators and their EMA copies (refused if the generators' shapes differ).
         judge: a judge file of `vitcycle judge fit`; validation then logs the domain score of the
             EMA translations (`val/domain_ab`: share judged as the target domain, `val/neither_ab`,
-            `val/layout_ssim_ab`, and b->a alike; `val/domain`, the mean of both directions' shares)
+            `val/layout_ssim_ab`, and b->a alike; `val/domain`, the mean of both directions' shares;
+            `val/domain_min`, the weaker direction's share)
             and the judge's accuracy on the real images.
     """
 
@@ -530,8 +531,9 @@ class CycleGAN(pl.LightningModule):
             means["paired_ratio_ab"] = means["paired_l1_ab"] / base
             means["paired_ratio_ba"] = means["paired_l1_ba"] / base
             means["paired_ratio"] = 0.5 * (means["paired_ratio_ab"] + means["paired_ratio_ba"])
-        if "domain_ab" in means:  # with a judge: one figure to pick a checkpoint by (higher is better)
+        if "domain_ab" in means:  # with a judge: figures to pick a checkpoint by (higher is better)
             means["domain"] = 0.5 * (means["domain_ab"] + means["domain_ba"])
+            means["domain_min"] = torch.minimum(means["domain_ab"], means["domain_ba"])  # the weaker direction
         # torchmetrics has already reduced the means over every process (DDP); sync_dist only
         # averages those equal values, and stops Lightning's warning for each of them
         self.log_dict({f"val/{name}": value for name, value in means.items()}, sync_dist=True)
