@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny import JUDGE_ARGS, tiny_config
+from tiny import JUDGE_ARGS, TINY_DISC, TINY_VIT, smooth_image, tiny_config
 
 from vitcycle.cli import cli_main, main
 from vitcycle.data import UnpairedImageDataModule
@@ -32,6 +32,8 @@ from vitcycle.judge import (
     save_judge,
     swap_channels,
 )
+from vitcycle.models import PatchDiscriminator, ViTTranslator
+from vitcycle.module import CycleGAN
 from vitcycle.splits import make_split
 
 
@@ -202,6 +204,35 @@ def test_eval_without_fid_pairs_or_judge_has_nothing_to_report(judge_data, tiny_
     assert "without FID/KID there is nothing to report: give a judge file" in capsys.readouterr().err
 
 
+class _SaysTargets:
+    """Judge double: every translation is called its target domain, every real image its own."""
+
+    def to(self, device):
+        return self
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:  # (4n, 3, H, W): fake_b, fake_a, real_a, real_b
+        n = len(images) // 4
+        labels = torch.tensor([B] * n + [A] * n + [A] * n + [B] * n)  # (4n,)
+        return torch.nn.functional.one_hot(labels, 3).float()  # (4n, 3) logits
+
+
+def test_a_translation_counts_as_kept_only_if_it_keeps_the_layout(judge_file):
+    """All translations judged the target domain; those that lost the input's layout (here the input
+    with its brightness inverted, a mapping a GAN can settle on) are missing from domain_kept, not from domain."""
+    module = CycleGAN(ViTTranslator(**TINY_VIT), ViTTranslator(**TINY_VIT), PatchDiscriminator(**TINY_DISC),
+                      PatchDiscriminator(**TINY_DISC), judge=str(judge_file))
+    module._judge = [_SaysTargets()]
+    real = arrays_to_tensor([smooth_image(32, 32, seed=i) for i in range(8)], 32)  # (8, 3, 32, 32)
+    inverted = -real[6:]  # (2, 3, 32, 32)
+    translated = torch.cat([real[:6], inverted])  # 6 keep the layout exactly, 2 lose it
+    assert layout_ssim(real[6:], inverted).max() < 0.35
+    module._update_domain_score(real, real, {"fake_b": translated, "fake_a": real}, len(real))
+    values = {name: float(metric.compute()) for name, metric in module.val_means.items() if metric.update_called}
+    assert values["domain_ab"] == 1.0 and values["domain_ba"] == 1.0
+    assert values["domain_kept_ab"] == pytest.approx(6 / 8)
+    assert values["domain_kept_ba"] == 1.0
+
+
 def test_validation_logs_the_domain_score_every_epoch(tiny_data, judge_file, tmp_path):
     cli = cli_main(["fit", "--config", str(tiny_config(tmp_path, tiny_data, judge=str(judge_file)))])
     logged = cli.trainer.logged_metrics
@@ -209,6 +240,8 @@ def test_validation_logs_the_domain_score_every_epoch(tiny_data, judge_file, tmp
         assert 0.0 <= float(logged[f"val/{name}"]) <= 1.0, name
     assert float(logged["val/domain"]) == pytest.approx(0.5 * float(logged["val/domain_ab"] + logged["val/domain_ba"]))
     assert float(logged["val/domain_min"]) == pytest.approx(min(float(logged["val/domain_ab"]), float(logged["val/domain_ba"])))
+    for d in ("ab", "ba"):
+        assert 0.0 <= float(logged[f"val/domain_kept_{d}"]) <= float(logged[f"val/domain_{d}"])
     # the validation pairs are real images of each domain, which the judge mostly recognises
     assert float(logged["val/judge_acc_b"]) >= 0.75
     assert not any(k.startswith("_judge") for k in cli.model.state_dict())  # the judge stays out of checkpoints

@@ -30,6 +30,10 @@ from vitcycle.losses import luma
 LAYOUT_SIZE = 32
 """Side of the grayscale images compared by `layout_ssim`."""
 
+LAYOUT_FLOOR = 0.35
+"""Layout SSIM under which a translation has lost its input's pose and layout (issue 10's target;
+a real face of the other domain scores about 0.08, a generator collapsed to one face about 0.3)."""
+
 
 def layout_ssim(x: Tensor, y: Tensor) -> Tensor:
     """Per-image SSIM (N,) of (N, 3, H, W) images in [-1, 1], compared as 32x32 grayscale in [0, 1]."""

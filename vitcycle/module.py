@@ -61,7 +61,7 @@ from torchmetrics import MeanMetric
 
 from vitcycle.checkpoint import KEY, model_entry, plain_hyperparameters
 from vitcycle.compiling import CompileWhen, compile_graph_count, maybe_compile
-from vitcycle.domain_score import layout_ssim
+from vitcycle.domain_score import LAYOUT_FLOOR, layout_ssim
 from vitcycle.ema import GeneratorEMA
 from vitcycle.errors import NonFiniteLossError, VitcycleError
 from vitcycle.image_pool import ImagePool
@@ -155,7 +155,8 @@ class CycleGAN(pl.LightningModule):
         judge: a judge file of `vitcycle judge fit`; validation then logs the domain score of the
             EMA translations (`val/domain_ab`: share judged as the target domain, `val/neither_ab`,
             `val/layout_ssim_ab`, and b->a alike; `val/domain`, the mean of both directions' shares;
-            `val/domain_min`, the weaker direction's share)
+            `val/domain_min`, the weaker direction's share; `val/domain_kept_ab`, the share judged as the
+            target domain with a layout SSIM of at least `LAYOUT_FLOOR`)
             and the judge's accuracy on the real images.
     """
 
@@ -239,7 +240,7 @@ class CycleGAN(pl.LightningModule):
         # Validation means, synchronised across DDP ranks by torchmetrics.
         names = ["cycle_l1", "paired_l1_ab", "paired_l1_ba", "identity_l1"]
         if judge is not None:
-            names += [f"{m}_{d}" for m in ("domain", "neither", "layout_ssim") for d in ("ab", "ba")]
+            names += [f"{m}_{d}" for m in ("domain", "domain_kept", "neither", "layout_ssim") for d in ("ab", "ba")]
             names += ["judge_acc_a", "judge_acc_b"]
         self.val_means = nn.ModuleDict({name: MeanMetric() for name in names})
         # The judge is loaded once (it never trains, and stays out of this module's checkpoint).
@@ -516,11 +517,14 @@ class CycleGAN(pl.LightningModule):
         judge = self._judge[0].to(real_a.device)
         verdicts = judge.predict(torch.cat([out["fake_b"], out["fake_a"], real_a, real_b]).float()).argmax(1)
         fake_b_says, fake_a_says, real_a_says, real_b_says = verdicts.split(n)  # (B,) each
+        ssim = {"ab": layout_ssim(real_a, out["fake_b"]), "ba": layout_ssim(real_b, out["fake_a"])}  # (B,) each
         for d, says, target in (("ab", fake_b_says, B), ("ba", fake_a_says, A)):
-            self.val_means[f"domain_{d}"].update((says == target).float().mean(), n)
+            hit = says == target  # (B,)
+            self.val_means[f"domain_{d}"].update(hit.float().mean(), n)
+            # a hit that also keeps the layout: a generator collapsed to one face can fool the judge alone
+            self.val_means[f"domain_kept_{d}"].update((hit & (ssim[d] >= LAYOUT_FLOOR)).float().mean(), n)
             self.val_means[f"neither_{d}"].update((says == NEITHER).float().mean(), n)
-        self.val_means["layout_ssim_ab"].update(layout_ssim(real_a, out["fake_b"]).mean(), n)
-        self.val_means["layout_ssim_ba"].update(layout_ssim(real_b, out["fake_a"]).mean(), n)
+            self.val_means[f"layout_ssim_{d}"].update(ssim[d].mean(), n)
         self.val_means["judge_acc_a"].update((real_a_says == A).float().mean(), n)
         self.val_means["judge_acc_b"].update((real_b_says == B).float().mean(), n)
 
