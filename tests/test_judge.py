@@ -13,7 +13,7 @@ from tiny import JUDGE_ARGS, TINY_DISC, TINY_VIT, smooth_image, tiny_config
 
 from vitcycle.cli import cli_main, main
 from vitcycle.data import UnpairedImageDataModule
-from vitcycle.domain_score import LAYOUT_FLOOR, layout_ssim
+from vitcycle.domain_score import LAYOUT_FLOOR, DomainScore, format_domain_table, layout_ssim
 from vitcycle.errors import CheckpointError, DataError
 from vitcycle.imageio import find_images, read_file_list, read_image, write_image
 from vitcycle.judge import (
@@ -162,10 +162,12 @@ def test_eval_reports_the_domain_score_with_baselines(judge_data, judge_file, ti
         assert set(rows) == {"model", "identity", "cartoon", "other_domain"}
         for row in rows.values():
             assert row["n"] == 12 and row["n_target"] + row["n_neither"] <= 12
+            assert row["n_kept"] <= row["n_target"] and row["kept"] == pytest.approx(row["n_kept"] / 12)
             assert row["target"] == pytest.approx(row["n_target"] / 12)
             assert 0 <= row["neither"] <= 1 and -1 <= row["layout_ssim"] <= 1
         assert rows["identity"]["layout_ssim"] == pytest.approx(1.0, abs=1e-4)
         assert rows["identity"]["target"] <= 0.1  # the judge does not call an untranslated input the target
+        assert rows["identity"]["n_kept"] == rows["identity"]["n_target"]  # the identity keeps every layout
         # real images of the target domain: judged as that domain exactly as often as the judge is right on them
         assert rows["other_domain"]["target"] == report["judge_accuracy"][direction[-1]]["accuracy"]
         assert 0 < rows["cartoon"]["layout_ssim"] < 0.99  # the filter changes the image, keeps some layout
@@ -174,6 +176,7 @@ def test_eval_reports_the_domain_score_with_baselines(judge_data, judge_file, ti
     acc = report["judge_accuracy"]
     assert acc["a"]["n"] == acc["b"]["n"] == 12 and acc["a"]["accuracy"] >= 0.75 and acc["b"]["accuracy"] >= 0.75
     assert "judge accuracy on the held-out real images: A" in printed
+    assert "| target, layout kept |" in printed
     assert read_image(grid).shape == (2 * 8 * 128, 3 * 128, 3)  # 8 rows per direction: input | translation | reconstruction
 
 
@@ -231,6 +234,24 @@ def test_a_translation_counts_as_kept_only_if_it_keeps_the_layout(judge_file):
     assert values["domain_ab"] == 1.0 and values["domain_ba"] == 1.0
     assert values["domain_kept_ab"] == pytest.approx(6 / 8)
     assert values["domain_kept_ba"] == 1.0
+
+
+def test_eval_counts_as_kept_only_the_hits_that_keep_the_layout():
+    """Eval's DomainScore: of 8 translations, 6 judged B; of those 6, 2 are the input inverted (layout
+    lost); one of the 2 not judged B keeps the layout. kept = 4/8, target = 6/8, in the JSON and the table."""
+    real = arrays_to_tensor([smooth_image(32, 32, seed=i) for i in range(8)], 32)  # (8, 3, 32, 32)
+    outputs = real.clone()
+    outputs[[1, 4]] = -real[[1, 4]]  # lost layout, judged B
+    outputs[7] = -real[7]  # lost layout, judged neither
+    assert layout_ssim(real[[1, 4, 7]], outputs[[1, 4, 7]]).max() < LAYOUT_FLOOR
+    verdicts = torch.tensor([B, B, B, B, B, B, NEITHER, NEITHER])  # (8,)
+    score = DomainScore(target=B)
+    score.update(torch.nn.functional.one_hot(verdicts, 3).float(), real, outputs)
+    row = score.compute()
+    assert (row["n_target"], row["n_neither"], row["n_kept"]) == (6, 2, 4)
+    assert row["kept"] == pytest.approx(4 / 8) and row["target"] == pytest.approx(6 / 8)
+    report = {"domain": {"a2b": {"model": row}, "b2a": {}}, "judge_accuracy": {}}
+    assert "| a2b | model | 75.0% (6/8) | 25.0% (2/8) | 50.0% (4/8) |" in format_domain_table(report)
 
 
 def test_validation_logs_the_domain_score_every_epoch(tiny_data, judge_file, tmp_path):

@@ -5,6 +5,8 @@ translations are judged as the generator made them, at the processing size (enla
 input's size and shrinking them to the judge's would blur away the artifacts the judge should see):
 - `target`: share of outputs whose judge argmax is the target domain (B);
 - `neither`: share the judge calls neither domain (artifacts, blends, noise);
+- `kept`: share judged as the target domain whose layout SSIM is also at least `LAYOUT_FLOOR`
+  (a generator collapsed to one face, or a real face of the other domain, fools the judge alone);
 - `layout_ssim`: SSIM between input and output at 32x32 grayscale (pose and layout kept: the
   identity scores 1, a random face of the other domain about 0.1);
 - `cycle_l1`: L1 on [-1, 1] between the input and its reconstruction (model only).
@@ -46,6 +48,12 @@ def layout_ssim(x: Tensor, y: Tensor) -> Tensor:
     return structural_similarity_index_measure(gray(x), gray(y), data_range=1.0, reduction="none")  # (N,)
 
 
+def judged_and_kept(hit: Tensor, ssim: Tensor) -> Tensor:
+    """(N,) bool: translations judged as the target domain (`hit`, (N,) bool) whose layout SSIM (N,)
+    is at least `LAYOUT_FLOOR`; what eval's "kept" and validation's `domain_kept` count."""
+    return hit & (ssim >= LAYOUT_FLOOR)
+
+
 def cartoon(rgb: np.ndarray) -> np.ndarray:
     """OpenCV's edge-preserving cartoon filter (`cv2.stylization`) of an RGB uint8 image.
 
@@ -62,23 +70,27 @@ class DomainScore:
 
     def __init__(self, target: int) -> None:
         self.target = target
-        self.n = self.n_target = self.n_neither = 0
+        self.n = self.n_target = self.n_neither = self.n_kept = 0
         self.ssim_sum = 0.0
         self.cycle_sum, self.n_cycle = 0.0, 0
 
     def update(self, probs: Tensor, inputs: Tensor, outputs: Tensor, reconstructions: Tensor | None = None) -> None:
         """Add a batch: judge probabilities (N, 3) of `outputs`, and inputs/outputs (N, 3, H, W) in [-1, 1]."""
         verdict = probs.argmax(dim=1)  # (N,)
+        hit = verdict == self.target  # (N,)
+        ssim = layout_ssim(inputs, outputs)  # (N,)
         self.n += len(verdict)
-        self.n_target += int((verdict == self.target).sum())
+        self.n_target += int(hit.sum())
         self.n_neither += int((verdict == NEITHER).sum())
-        self.ssim_sum += float(layout_ssim(inputs, outputs).sum())
+        self.n_kept += int(judged_and_kept(hit, ssim).sum())
+        self.ssim_sum += float(ssim.sum())
         if reconstructions is not None:
             self.cycle_sum += float((reconstructions.float() - inputs.float()).abs().mean(dim=(1, 2, 3)).sum())
             self.n_cycle += len(inputs)
 
     def compute(self) -> dict:
-        """{"n", "target": share, "n_target", "neither": share, "n_neither", "layout_ssim", "cycle_l1"} (NaN if empty)."""
+        """{"n", "target": share, "n_target", "neither": share, "n_neither", "kept": share, "n_kept",
+        "layout_ssim", "cycle_l1"} (NaN if empty)."""
         n = self.n
         return {
             "n": n,
@@ -86,6 +98,8 @@ class DomainScore:
             "n_target": self.n_target,
             "neither": self.n_neither / n if n else math.nan,
             "n_neither": self.n_neither,
+            "kept": self.n_kept / n if n else math.nan,
+            "n_kept": self.n_kept,
             "layout_ssim": self.ssim_sum / n if n else math.nan,
             "cycle_l1": self.cycle_sum / self.n_cycle if self.n_cycle else math.nan,
         }
@@ -106,18 +120,20 @@ def format_domain_table(report: dict) -> str:
         return "-" if x is None or math.isnan(x) else f"{x:.3f}"
 
     lines = [
-        "| direction | method | judged target domain | judged neither | layout SSIM | cycle L1 |",
-        "|---|---|---|---|---|---|",
+        "| direction | method | judged target domain | judged neither | target, layout kept | layout SSIM | cycle L1 |",
+        "|---|---|---|---|---|---|---|",
     ]
     for direction in ("a2b", "b2a"):
         for method, row in report["domain"][direction].items():
             lines.append(
                 f"| {direction} | {method} | {pct(row['target'], row['n_target'], row['n'])} "
-                f"| {pct(row['neither'], row['n_neither'], row['n'])} | {num(row['layout_ssim'])} | {num(row['cycle_l1'])} |"
+                f"| {pct(row['neither'], row['n_neither'], row['n'])} | {pct(row['kept'], row['n_kept'], row['n'])} "
+                f"| {num(row['layout_ssim'])} | {num(row['cycle_l1'])} |"
             )
     acc = report["judge_accuracy"]
     lines.append("")
     lines.append("model translations judged as the generator made them (processing size), every image resized to the judge's size")
+    lines.append(f"target, layout kept: judged as the target domain with a layout SSIM of at least {LAYOUT_FLOOR}")
     lines.append(
         "judge accuracy on the held-out real images: "
         + ", ".join(f"{side.upper()} {pct(a['accuracy'], a['n_correct'], a['n'])}" for side, a in acc.items())

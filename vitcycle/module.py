@@ -61,7 +61,7 @@ from torchmetrics import MeanMetric
 
 from vitcycle.checkpoint import KEY, model_entry, plain_hyperparameters
 from vitcycle.compiling import CompileWhen, compile_graph_count, maybe_compile
-from vitcycle.domain_score import LAYOUT_FLOOR, layout_ssim
+from vitcycle.domain_score import judged_and_kept, layout_ssim
 from vitcycle.ema import GeneratorEMA
 from vitcycle.errors import NonFiniteLossError, VitcycleError
 from vitcycle.image_pool import ImagePool
@@ -521,8 +521,7 @@ class CycleGAN(pl.LightningModule):
         for d, says, target in (("ab", fake_b_says, B), ("ba", fake_a_says, A)):
             hit = says == target  # (B,)
             self.val_means[f"domain_{d}"].update(hit.float().mean(), n)
-            # a hit that also keeps the layout: a generator collapsed to one face can fool the judge alone
-            self.val_means[f"domain_kept_{d}"].update((hit & (ssim[d] >= LAYOUT_FLOOR)).float().mean(), n)
+            self.val_means[f"domain_kept_{d}"].update(judged_and_kept(hit, ssim[d]).float().mean(), n)
             self.val_means[f"neither_{d}"].update((says == NEITHER).float().mean(), n)
             self.val_means[f"layout_ssim_{d}"].update(ssim[d].mean(), n)
         self.val_means["judge_acc_a"].update((real_a_says == A).float().mean(), n)
