@@ -263,6 +263,8 @@ def test_validation_logs_the_domain_score_every_epoch(tiny_data, judge_file, tmp
     assert float(logged["val/domain_min"]) == pytest.approx(min(float(logged["val/domain_ab"]), float(logged["val/domain_ba"])))
     for d in ("ab", "ba"):
         assert 0.0 <= float(logged[f"val/domain_kept_{d}"]) <= float(logged[f"val/domain_{d}"])
+    assert float(logged["val/domain_kept"]) == pytest.approx(
+        0.5 * float(logged["val/domain_kept_ab"] + logged["val/domain_kept_ba"]))
     # the validation pairs are real images of each domain, which the judge mostly recognises
     assert float(logged["val/judge_acc_b"]) >= 0.75
     assert not any(k.startswith("_judge") for k in cli.model.state_dict())  # the judge stays out of checkpoints

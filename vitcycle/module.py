@@ -156,8 +156,8 @@ class CycleGAN(pl.LightningModule):
             EMA translations (`val/domain_ab`: share judged as the target domain, `val/neither_ab`,
             `val/layout_ssim_ab`, and b->a alike; `val/domain`, the mean of both directions' shares;
             `val/domain_min`, the weaker direction's share; `val/domain_kept_ab`, the share judged as the
-            target domain with a layout SSIM of at least `LAYOUT_FLOOR`)
-            and the judge's accuracy on the real images.
+            target domain with a layout SSIM of at least `domain_score.LAYOUT_FLOOR`, and `val/domain_kept`
+            their mean) and the judge's accuracy on the real images.
     """
 
     def __init__(
@@ -537,6 +537,7 @@ class CycleGAN(pl.LightningModule):
         if "domain_ab" in means:  # with a judge: figures to pick a checkpoint by (higher is better)
             means["domain"] = 0.5 * (means["domain_ab"] + means["domain_ba"])
             means["domain_min"] = torch.minimum(means["domain_ab"], means["domain_ba"])  # the weaker direction
+            means["domain_kept"] = 0.5 * (means["domain_kept_ab"] + means["domain_kept_ba"])
         # torchmetrics has already reduced the means over every process (DDP); sync_dist only
         # averages those equal values, and stops Lightning's warning for each of them
         self.log_dict({f"val/{name}": value for name, value in means.items()}, sync_dist=True)
