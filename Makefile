@@ -50,7 +50,7 @@ pretrain-quickstart: install
 		--data.dir_a $(SYNTH)/trainA --data.dir_b $(SYNTH)/trainB --data.val_pairs $(SYNTH)/pairs_val.csv
 
 # A held-out split, a judge (kept and reused), 22 minutes of training, the domain-score table and a grid
-# of best.ckpt (the highest val/domain on the validation split; the held-out test faces are never used to pick it).
+# of best.ckpt (the highest val/domain_kept on the validation split; the held-out test faces are never used to pick it).
 selfie2anime-cpu: install
 	$(VITCYCLE) data split --dir-a $(S2A)/trainA --dir-b $(S2A)/trainB --out $(S2A_RUN)/split --n-test 200 --seed 0
 	test -f $(S2A_RUN)/judge.pt || $(VITCYCLE) judge fit --dir-a $(S2A)/trainA --dir-b $(S2A)/trainB \
