@@ -48,10 +48,16 @@ def layout_ssim(x: Tensor, y: Tensor) -> Tensor:
     return structural_similarity_index_measure(gray(x), gray(y), data_range=1.0, reduction="none")  # (N,)
 
 
-def judged_and_kept(hit: Tensor, ssim: Tensor) -> Tensor:
-    """(N,) bool: translations judged as the target domain (`hit`, (N,) bool) whose layout SSIM (N,)
-    is at least `LAYOUT_FLOOR`; what eval's "kept" and validation's `domain_kept` count."""
-    return hit & (ssim >= LAYOUT_FLOOR)
+def per_image_scores(verdict: Tensor, target: int, inputs: Tensor, outputs: Tensor) -> dict[str, Tensor]:
+    """Each translation's figures, what eval's `DomainScore` and validation's `val/domain_*` both count.
+
+    From judge verdicts (N,) (argmax class) of `outputs` and inputs/outputs (N, 3, H, W) in [-1, 1]:
+    "target" and "neither" (N,) bool; "kept" (N,) bool, judged as the target domain with a layout
+    SSIM of at least `LAYOUT_FLOOR`; "layout_ssim" (N,).
+    """
+    hit = verdict == target  # (N,)
+    ssim = layout_ssim(inputs, outputs)  # (N,)
+    return {"target": hit, "neither": verdict == NEITHER, "kept": hit & (ssim >= LAYOUT_FLOOR), "layout_ssim": ssim}
 
 
 def cartoon(rgb: np.ndarray) -> np.ndarray:
@@ -76,14 +82,12 @@ class DomainScore:
 
     def update(self, probs: Tensor, inputs: Tensor, outputs: Tensor, reconstructions: Tensor | None = None) -> None:
         """Add a batch: judge probabilities (N, 3) of `outputs`, and inputs/outputs (N, 3, H, W) in [-1, 1]."""
-        verdict = probs.argmax(dim=1)  # (N,)
-        hit = verdict == self.target  # (N,)
-        ssim = layout_ssim(inputs, outputs)  # (N,)
-        self.n += len(verdict)
-        self.n_target += int(hit.sum())
-        self.n_neither += int((verdict == NEITHER).sum())
-        self.n_kept += int(judged_and_kept(hit, ssim).sum())
-        self.ssim_sum += float(ssim.sum())
+        scores = per_image_scores(probs.argmax(dim=1), self.target, inputs, outputs)  # (N,) each
+        self.n += len(probs)
+        self.n_target += int(scores["target"].sum())
+        self.n_neither += int(scores["neither"].sum())
+        self.n_kept += int(scores["kept"].sum())
+        self.ssim_sum += float(scores["layout_ssim"].sum())
         if reconstructions is not None:
             self.cycle_sum += float((reconstructions.float() - inputs.float()).abs().mean(dim=(1, 2, 3)).sum())
             self.n_cycle += len(inputs)

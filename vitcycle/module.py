@@ -61,11 +61,11 @@ from torchmetrics import MeanMetric
 
 from vitcycle.checkpoint import KEY, model_entry, plain_hyperparameters
 from vitcycle.compiling import CompileWhen, compile_graph_count, maybe_compile
-from vitcycle.domain_score import judged_and_kept, layout_ssim
+from vitcycle.domain_score import per_image_scores
 from vitcycle.ema import GeneratorEMA
 from vitcycle.errors import NonFiniteLossError, VitcycleError
 from vitcycle.image_pool import ImagePool
-from vitcycle.judge import NEITHER, A, B, load_judge
+from vitcycle.judge import A, B, load_judge
 from vitcycle.losses import (
     GAN_LOSSES,
     CycleSpace,
@@ -89,6 +89,10 @@ def _plus_noise(x: Tensor, std: float, rng: torch.Generator) -> Tensor:
 
 def _mean_logit(pred: DiscOutput) -> Tensor:
     return torch.stack([p.detach().float().mean() for p in scales(pred)]).mean()
+
+
+_VAL_DOMAIN_SCORES = {"domain": "target", "domain_kept": "kept", "neither": "neither", "layout_ssim": "layout_ssim"}
+"""Validation means `val/{name}_ab`, `_ba` -> the `per_image_scores` key they average."""
 
 
 class CycleGAN(pl.LightningModule):
@@ -240,7 +244,7 @@ class CycleGAN(pl.LightningModule):
         # Validation means, synchronised across DDP ranks by torchmetrics.
         names = ["cycle_l1", "paired_l1_ab", "paired_l1_ba", "identity_l1"]
         if judge is not None:
-            names += [f"{m}_{d}" for m in ("domain", "domain_kept", "neither", "layout_ssim") for d in ("ab", "ba")]
+            names += [f"{m}_{d}" for m in _VAL_DOMAIN_SCORES for d in ("ab", "ba")]
             names += ["judge_acc_a", "judge_acc_b"]
         self.val_means = nn.ModuleDict({name: MeanMetric() for name in names})
         # The judge is loaded once (it never trains, and stays out of this module's checkpoint).
@@ -517,13 +521,11 @@ class CycleGAN(pl.LightningModule):
         judge = self._judge[0].to(real_a.device)
         verdicts = judge.predict(torch.cat([out["fake_b"], out["fake_a"], real_a, real_b]).float()).argmax(1)
         fake_b_says, fake_a_says, real_a_says, real_b_says = verdicts.split(n)  # (B,) each
-        ssim = {"ab": layout_ssim(real_a, out["fake_b"]), "ba": layout_ssim(real_b, out["fake_a"])}  # (B,) each
-        for d, says, target in (("ab", fake_b_says, B), ("ba", fake_a_says, A)):
-            hit = says == target  # (B,)
-            self.val_means[f"domain_{d}"].update(hit.float().mean(), n)
-            self.val_means[f"domain_kept_{d}"].update(judged_and_kept(hit, ssim[d]).float().mean(), n)
-            self.val_means[f"neither_{d}"].update((says == NEITHER).float().mean(), n)
-            self.val_means[f"layout_ssim_{d}"].update(ssim[d].mean(), n)
+        for d, says, target, inputs, outputs in (("ab", fake_b_says, B, real_a, out["fake_b"]),
+                                                 ("ba", fake_a_says, A, real_b, out["fake_a"])):
+            scores = per_image_scores(says, target, inputs, outputs)  # (B,) each
+            for name, key in _VAL_DOMAIN_SCORES.items():
+                self.val_means[f"{name}_{d}"].update(scores[key].float().mean(), n)
         self.val_means["judge_acc_a"].update((real_a_says == A).float().mean(), n)
         self.val_means["judge_acc_b"].update((real_b_says == B).float().mean(), n)
 
