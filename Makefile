@@ -16,6 +16,8 @@ TEST_B   ?= $(SYNTH)/valB
 S2A      ?= data/selfie2anime
 S2A_RUN  := runs/selfie2anime_cpu
 S2A_TEST := $(S2A_RUN)/split/test_a.txt $(S2A_RUN)/split/test_b.txt
+# One judge by default; JUDGE_SEEDS="0 1 2" trains an ensemble (their mean probability judges, eval shows each one's share).
+JUDGE_SEEDS ?= 0
 
 .PHONY: install test lint quickstart pretrain-quickstart selfie2anime-cpu fit eval bench clean
 
@@ -54,7 +56,7 @@ pretrain-quickstart: install
 selfie2anime-cpu: install
 	$(VITCYCLE) data split --dir-a $(S2A)/trainA --dir-b $(S2A)/trainB --out $(S2A_RUN)/split --n-test 200 --seed 0
 	test -f $(S2A_RUN)/judge.pt || $(VITCYCLE) judge fit --dir-a $(S2A)/trainA --dir-b $(S2A)/trainB \
-		--holdout $(S2A_TEST) --out $(S2A_RUN)/judge.pt
+		--holdout $(S2A_TEST) --seed $(JUDGE_SEEDS) --out $(S2A_RUN)/judge.pt
 	$(VITCYCLE) fit --config configs/selfie2anime_cpu.yaml --data.dir_a $(S2A)/trainA --data.dir_b $(S2A)/trainB
 	$(VITCYCLE) eval --ckpt $(S2A_RUN)/checkpoints/best.ckpt --test-a $(S2A_RUN)/split/test_a.txt \
 		--test-b $(S2A_RUN)/split/test_b.txt --judge $(S2A_RUN)/judge.pt --no-fid-kid \

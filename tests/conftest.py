@@ -115,8 +115,8 @@ def judge_file(judge_data, tmp_path_factory) -> Path:
 
     from vitcycle.judge import fit_judge, save_judge
 
-    judge, summary = fit_judge(judge_data / "trainA", judge_data / "trainB", seed=0, **JUDGE_ARGS)
-    return save_judge(judge, summary, tmp_path_factory.mktemp("judge") / "judge.pt")
+    judge, _ = fit_judge(judge_data / "trainA", judge_data / "trainB", seed=0, **JUDGE_ARGS)
+    return save_judge(judge, tmp_path_factory.mktemp("judge") / "judge.pt")
 
 
 @pytest.fixture

@@ -54,7 +54,7 @@ def test_judge_calls_true_targets_the_target_domain_and_the_inputs_not(judge_dat
 
 def test_judge_training_is_deterministic_for_a_seed(judge_data, judge_file):
     again, _ = fit_judge(judge_data / "trainA", judge_data / "trainB", seed=0, **JUDGE_ARGS)
-    saved = load_judge(judge_file).state_dict()
+    saved = load_judge(judge_file).members[0].state_dict()
     assert all(torch.equal(v, saved[k]) for k, v in again.state_dict().items())
 
 
@@ -91,7 +91,7 @@ def test_judge_file_round_trip_refuses_overwrite_and_foreign_files(judge_file, t
     assert torch.allclose(judge.predict(x), load_judge(judge_file).predict(x))
     assert judge.predict(x).shape == (5, 3)
     with pytest.raises(JudgeError, match="already exists"):
-        save_judge(judge, {}, judge_file)
+        save_judge(judge, judge_file)
     foreign = tmp_path / "foreign.pt"
     torch.save({"state_dict": {}}, foreign)
     with pytest.raises(JudgeError, match="not a judge file"):
@@ -109,6 +109,95 @@ def test_cli_judge_fit_refuses_an_existing_out_before_any_work(judge_data, judge
     assert code == 2
     assert f"--out {judge_file} already exists" in capsys.readouterr().err
     assert judge_file.read_bytes() == before
+
+
+@pytest.fixture(scope="module")
+def ensemble_file(judge_data, tmp_path_factory) -> Path:
+    """`vitcycle judge fit --seed 0 1`: an ensemble of two judges (of JUDGE_ARGS's size) in one file."""
+    out = tmp_path_factory.mktemp("ensemble") / "ensemble.pt"
+    flags = ["--size", str(JUDGE_ARGS["size"]), "--width", str(JUDGE_ARGS["width"]), "--steps", str(JUDGE_ARGS["steps"]),
+             "--batch-size", str(JUDGE_ARGS["batch_size"])]
+    assert main(["judge", "fit", "--dir-a", str(judge_data / "trainA"), "--dir-b", str(judge_data / "trainB"),
+                 "--out", str(out), "--seed", "0", "1", *flags]) == 0
+    return out
+
+
+def test_an_ensemble_judges_by_its_members_mean_probability(judge_file, ensemble_file):
+    """`judge fit --seed 0 1` holds the seed-0 judge (the same weights as a lone seed-0 fit) and a
+    different seed-1 judge; the ensemble's probabilities are their mean."""
+    ensemble, alone = load_judge(ensemble_file), load_judge(judge_file)
+    assert len(ensemble.members) == 2 and len(alone.members) == 1
+    first, second = ensemble.members
+    assert all(torch.equal(v, alone.members[0].state_dict()[k]) for k, v in first.state_dict().items())
+    assert not torch.equal(first.head[1].weight, second.head[1].weight)
+    assert [m["seed"] for m in ensemble.summary] == [0, 1]
+    x = torch.rand(6, 3, 40, 40) * 2 - 1  # (6, 3, 40, 40): resized to the judges' 32 px
+    members = ensemble.predict_members(x)  # (2, 6, 3)
+    assert members.shape == (2, 6, 3)
+    assert torch.allclose(members[0], alone.predict(x), atol=1e-6)
+    assert torch.allclose(ensemble.predict(x), (first.predict(x) + second.predict(x)) / 2, atol=1e-6)
+    assert torch.allclose(ensemble.predict(x).sum(1), torch.ones(6))
+
+
+def test_a_judge_file_from_before_ensembles_loads_as_one_judge(judge_file, tmp_path):
+    """The earlier format (one judge's size, width, state_dict and summary at the top level) still loads."""
+    judge = load_judge(judge_file).members[0]
+    legacy = tmp_path / "legacy.pt"
+    torch.save({"format": "vitcycle-judge", "size": judge.size, "width": judge.width, "classes": ["a", "b", "neither"],
+                "state_dict": judge.state_dict(), "summary": {"seed": 7}}, legacy)
+    loaded = load_judge(legacy)
+    x = torch.rand(3, 3, 32, 32) * 2 - 1
+    assert len(loaded.members) == 1 and loaded.summary == {"seed": 7}
+    assert torch.allclose(loaded.predict(x), judge.predict(x))
+
+
+def test_judge_combine_joins_files_and_refuses_what_would_mislead(judge_data, judge_file, ensemble_file, tmp_path, capsys):
+    """combine: members of every file in order; refused with exit 2 and nothing written: --out onto an
+    input, a file named twice, a judge that held out other test images, a seed named twice in fit."""
+    out = tmp_path / "three.pt"
+    assert main(["judge", "combine", str(judge_file), str(ensemble_file), "--out", str(out)]) == 0
+    assert "an ensemble of 3 from 2 file(s)" in capsys.readouterr().out
+    assert [m["seed"] for m in load_judge(out).summary] == [0, 0, 1]
+
+    before = judge_file.read_bytes()
+    assert main(["judge", "combine", str(judge_file), str(ensemble_file), "--out", str(judge_file), "--overwrite"]) == 2
+    assert "is one of the judges to combine" in capsys.readouterr().err and judge_file.read_bytes() == before
+    assert main(["judge", "combine", str(judge_file), str(judge_file), "--out", str(tmp_path / "twice.pt")]) == 2
+    assert "named twice" in capsys.readouterr().err
+    held_out = make_split(judge_data / "trainA", judge_data / "trainB", tmp_path / "split", n_test=5, seed=0)
+    other, _ = fit_judge(judge_data / "trainA", judge_data / "trainB", holdout=held_out, seed=2, **{**JUDGE_ARGS, "steps": 2})
+    other_file = save_judge(other, tmp_path / "other.pt")
+    assert main(["judge", "combine", str(judge_file), str(other_file), "--out", str(tmp_path / "mixed.pt")]) == 2
+    assert "other --holdout lists" in capsys.readouterr().err
+    assert main(["judge", "fit", "--dir-a", str(judge_data / "trainA"), "--dir-b", str(judge_data / "trainB"),
+                 "--out", str(tmp_path / "j.pt"), "--seed", "3", "3"]) == 2
+    assert "names a seed twice" in capsys.readouterr().err
+    assert not any((tmp_path / name).exists() for name in ("twice.pt", "mixed.pt", "j.pt"))
+
+
+def test_eval_with_an_ensemble_reports_each_judges_share(judge_data, judge_file, ensemble_file, tiny_ckpt, tmp_path, capsys):
+    """Each member's share in `target_by_judge` is what eval reports with that judge alone; verdicts are
+    the ensemble mean's; the table gains the judges' range."""
+    lists = make_split(judge_data / "valA", judge_data / "valB", tmp_path / "split", n_test=12, seed=0)
+    second = save_judge(load_judge(ensemble_file).members[1], tmp_path / "second.pt")
+    reports = {}
+    for name, judge in (("ensemble", ensemble_file), ("first", judge_file), ("second", second)):
+        out = tmp_path / f"{name}.json"
+        assert main(["eval", "--ckpt", str(tiny_ckpt), "--test-a", str(lists[0]), "--test-b", str(lists[1]),
+                     "--judge", str(judge), "--no-fid-kid", "--out", str(out), "--device", "cpu"]) == 0
+        reports[name] = json.loads(out.read_text())
+    printed = capsys.readouterr().out
+    ensemble, first, second_report = reports["ensemble"], reports["first"], reports["second"]
+    for direction in ("a2b", "b2a"):
+        for method, row in ensemble["domain"][direction].items():
+            alone = [r["domain"][direction][method] for r in (first, second_report)]
+            assert row["target_by_judge"] == pytest.approx([r["target"] for r in alone])
+            assert "target_by_judge" not in alone[0]  # a single judge's report is as before
+        src = direction[0]
+        assert ensemble["judge_accuracy"][src]["by_judge"] == pytest.approx(
+            [r["judge_accuracy"][src]["accuracy"] for r in (first, second_report)])
+    assert "| target, each judge (min–max) |" in printed and "an ensemble of 2 judges" in printed
+    assert len(ensemble["settings"]["judge_training"]) == 2
 
 
 def test_split_is_fixed_by_the_seed_and_never_overwritten(judge_data, tmp_path):

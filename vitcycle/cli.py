@@ -63,22 +63,56 @@ def _cmd_judge_fit(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from vitcycle.errors import JudgeError
-    from vitcycle.judge import fit_judge, save_judge
+    from vitcycle.judge import JudgeEnsemble, fit_judge, save_judge
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:  # refused before any work
         raise JudgeError(f"--out {out} already exists; keep it, pass --overwrite, or choose another --out")
-    judge, summary = fit_judge(
-        args.dir_a, args.dir_b, holdout=args.holdout, size=args.size, width=args.width, steps=args.steps,
-        batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-    )
-    save_judge(judge, summary, out, overwrite=args.overwrite)
-    acc = summary["val_accuracy"]
-    print(json.dumps(summary["n_train"]), f"training images; {summary['seconds']} s")
-    print(
-        f"judge written to {out}; accuracy on its {summary['n_val']['a']}+{summary['n_val']['b']} validation images: "
-        f"A {acc['a']:.1%}, B {acc['b']:.1%}, neither (made from them) {acc['neither']:.1%}"
-    )
+    if len(set(args.seed)) < len(args.seed):
+        raise JudgeError(f"--seed {' '.join(map(str, args.seed))} names a seed twice; the same seed trains the same judge")
+    members = []
+    for seed in args.seed:
+        judge, summary = fit_judge(
+            args.dir_a, args.dir_b, holdout=args.holdout, size=args.size, width=args.width, steps=args.steps,
+            batch_size=args.batch_size, lr=args.lr, seed=seed,
+        )
+        acc = summary["val_accuracy"]
+        print(json.dumps(summary["n_train"]), f"training images; {summary['seconds']} s")
+        print(
+            f"judge (seed {seed}): accuracy on its {summary['n_val']['a']}+{summary['n_val']['b']} validation images: "
+            f"A {acc['a']:.1%}, B {acc['b']:.1%}, neither (made from them) {acc['neither']:.1%}"
+        )
+        members.append(judge)
+    save_judge(JudgeEnsemble(members), out, overwrite=args.overwrite)
+    print(f"judge written to {out}" + (f": an ensemble of {len(members)}, seeds {' '.join(map(str, args.seed))}" if len(members) > 1 else ""))
+    return 0
+
+
+def _cmd_judge_combine(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from vitcycle.errors import JudgeError
+    from vitcycle.judge import JudgeEnsemble, load_judge, save_judge
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise JudgeError(f"--out {out} already exists; keep it, pass --overwrite, or choose another --out")
+    inputs = [Path(j).resolve() for j in args.judges]
+    if out.resolve() in inputs:
+        raise JudgeError(f"--out {out} is one of the judges to combine; write the ensemble to another file")
+    if len(set(inputs)) < len(inputs):
+        raise JudgeError("a judge file is named twice; name each file once")
+    members, first_holdout = [], None
+    for path in args.judges:
+        for judge in load_judge(path).members:
+            holdout = sorted(judge.summary.get("holdout", []))
+            first_holdout = holdout if first_holdout is None else first_holdout
+            if holdout != first_holdout:  # a judge that trained on another's test images would flatter it
+                raise JudgeError(f"{path} was trained with other --holdout lists ({holdout}) than {args.judges[0]} "
+                                 f"({first_holdout}); combine judges that held out the same test images")
+            members.append(judge)
+    save_judge(JudgeEnsemble(members), out, overwrite=args.overwrite)
+    print(f"judge written to {out}: an ensemble of {len(members)} from {len(args.judges)} file(s)")
     return 0
 
 
@@ -274,9 +308,16 @@ def build_parser() -> argparse.ArgumentParser:
     jf.add_argument("--steps", type=int, default=800, help="training steps")
     jf.add_argument("--batch-size", type=int, default=32, help="images per class and step")
     jf.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate")
-    jf.add_argument("--seed", type=int, default=0, help="same seed, same judge (on the same machine)")
+    jf.add_argument("--seed", type=int, nargs="+", default=[0],
+                    help="same seed, same judge (on the same machine); several seeds train an ensemble in one file, "
+                         "whose mean probability judges (eval also reports each judge's verdicts)")
     jf.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     jf.set_defaults(func=_cmd_judge_fit)
+    jc = judge_sub.add_parser("combine", help="join judge files (e.g. other seeds, trained apart) into one ensemble file")
+    jc.add_argument("judges", nargs="+", metavar="JUDGE", help="judge files of `vitcycle judge fit`")
+    jc.add_argument("--out", required=True, help="ensemble file to write")
+    jc.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    jc.set_defaults(func=_cmd_judge_combine)
 
     tr = sub.add_parser("translate", help="translate images, folders or videos with a checkpoint")
     tr.add_argument("--ckpt", required=True, help="checkpoint (.ckpt) written by `vitcycle fit`")

@@ -11,6 +11,10 @@ input's size and shrinking them to the judge's would blur away the artifacts the
   identity scores 1, a random face of the other domain about 0.1);
 - `cycle_l1`: L1 on [-1, 1] between the input and its reconstruction (model only).
 
+With an ensemble of judges (`JudgeEnsemble`), verdicts are the argmax of the members' mean
+probability, and `target_by_judge` lists each member's own `target` share: their range is how much
+the figure depends on the judge.
+
 Baselines, so that a lenient judge or a trivial score shows: `identity` (output = input), `cartoon`
 (OpenCV's `cv2.stylization` filter) and `other_domain` (a real image of the target domain, not
 translated from the input). The judge's accuracy on real images is the identity's share judged as
@@ -26,7 +30,7 @@ import numpy as np
 import torch.nn.functional as F
 from torch import Tensor
 
-from vitcycle.judge import NEITHER, DomainJudge
+from vitcycle.judge import NEITHER, JudgeEnsemble
 from vitcycle.losses import luma
 
 LAYOUT_SIZE = 32
@@ -109,9 +113,15 @@ class DomainScore:
         }
 
 
-def judge_batch(judge: DomainJudge, images: Tensor) -> Tensor:
-    """Judge probabilities (N, 3) of (N, 3, H, W) images in [-1, 1] (resized to the judge's size)."""
+def judge_batch(judge: JudgeEnsemble, images: Tensor) -> Tensor:
+    """Judge probabilities (N, 3) of (N, 3, H, W) images in [-1, 1] (resized to the judge's size): the members' mean."""
     return judge.predict(images.to(next(judge.parameters()).device).float()).cpu()
+
+
+def target_by_judge(judge: JudgeEnsemble, images: Tensor, target: int) -> list[float]:
+    """Each member's share (M,) of (N, 3, H, W) images whose argmax is `target`."""
+    probs = judge.predict_members(images.to(next(judge.parameters()).device).float()).cpu()  # (M, N, 3)
+    return (probs.argmax(dim=-1) == target).float().mean(dim=1).tolist()
 
 
 def format_domain_table(report: dict) -> str:
@@ -123,19 +133,24 @@ def format_domain_table(report: dict) -> str:
     def num(x: float) -> str:
         return "-" if x is None or math.isnan(x) else f"{x:.3f}"
 
-    lines = [
-        "| direction | method | judged target domain | judged neither | target, layout kept | layout SSIM | cycle L1 |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for direction in ("a2b", "b2a"):
-        for method, row in report["domain"][direction].items():
-            lines.append(
-                f"| {direction} | {method} | {pct(row['target'], row['n_target'], row['n'])} "
-                f"| {pct(row['neither'], row['n_neither'], row['n'])} | {pct(row['kept'], row['n_kept'], row['n'])} "
-                f"| {num(row['layout_ssim'])} | {num(row['cycle_l1'])} |"
-            )
+    def spread(shares: list[float]) -> str:
+        return f"{min(shares):.1%}–{max(shares):.1%}"
+
+    rows = [(d, method, row) for d in ("a2b", "b2a") for method, row in report["domain"][d].items()]
+    n_judges = max((len(row.get("target_by_judge", [])) for *_, row in rows), default=0)
+    header = "| direction | method | judged target domain | judged neither | target, layout kept | layout SSIM | cycle L1 |"
+    lines = [header + (" target, each judge (min–max) |" if n_judges else ""), "|---" * (7 + bool(n_judges)) + "|"]
+    for direction, method, row in rows:
+        lines.append(
+            f"| {direction} | {method} | {pct(row['target'], row['n_target'], row['n'])} "
+            f"| {pct(row['neither'], row['n_neither'], row['n'])} | {pct(row['kept'], row['n_kept'], row['n'])} "
+            f"| {num(row['layout_ssim'])} | {num(row['cycle_l1'])} |"
+            + (f" {spread(row['target_by_judge'])} |" if n_judges else "")
+        )
     acc = report["judge_accuracy"]
     lines.append("")
+    if n_judges:
+        lines.append(f"an ensemble of {n_judges} judges: verdicts by their mean probability; the last column is each judge's own share")
     lines.append("model translations judged as the generator made them (processing size), every image resized to the judge's size")
     lines.append(f"target, layout kept: judged as the target domain with a layout SSIM of at least {LAYOUT_FLOOR}")
     lines.append(

@@ -10,6 +10,9 @@ validation (no Inception download needed).
   the fly.
 - Every image, real or translated, is resized to the judge's one fixed `size` (`to_judge_size`).
 - Held-out test images (file lists of `vitcycle data split`) are never trained on.
+- An ensemble: judges of other seeds, saved in one file (`JudgeEnsemble`); the mean of their
+  probabilities judges, and each member's verdicts show how much a figure depends on the judge
+  (on translated anime faces, single judges 95-99% right on real faces disagreed by up to 26 points).
 
 The augmentations and corruptions are written here as whole-batch tensor operations on images
 preloaded at the judge's size: on 2 CPU cores that is many times faster than running a
@@ -37,7 +40,9 @@ CLASSES = ("a", "b", "neither")
 """The judge's classes, in the order of its logits."""
 A, B, NEITHER = range(3)
 JUDGE_FORMAT = "vitcycle-judge"
-"""The `format` entry of a judge file (a plain dict of tensors and numbers, read with `safe_load`)."""
+"""The `format` entry of a judge file (a plain dict of tensors and numbers, read with `safe_load`):
+{"format", "members": [{"size", "width", "state_dict", "summary"}, ...]}; a file of one judge
+written before ensembles holds that member's entries at the top level, and still loads."""
 
 
 class DomainJudge(nn.Module):
@@ -68,8 +73,11 @@ class DomainJudge(nn.Module):
                 nn.ReLU(inplace=True),
             ]
             c_in, c_out = c_out, c_out * 2
+        self.width = width
         self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(c_in, len(CLASSES)))
+        self.summary: dict = {}
+        """How it was trained (`fit_judge`'s summary), saved with it."""
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.features(to_judge_size(x, self.size))  # (B, C, 4, 4)
@@ -83,6 +91,41 @@ class DomainJudge(nn.Module):
         probs = [F.softmax(self(chunk).float(), dim=1) for chunk in x.split(batch_size)]
         self.train(was_training)
         return torch.cat(probs) if probs else torch.zeros(0, len(CLASSES))  # (N, 3)
+
+
+class JudgeEnsemble(nn.Module):
+    """Judges of one size (other seeds), judging together: the mean of their class probabilities.
+
+    A judge file always loads as an ensemble, of one judge or more, so eval and validation have
+    one interface: `predict` (the mean), `predict_members` (each judge's own) and `size`.
+    """
+
+    def __init__(self, members: Sequence[DomainJudge]) -> None:
+        super().__init__()
+        if not members:
+            raise JudgeError("a judge ensemble needs at least one judge")
+        sizes = {m.size for m in members}
+        if len(sizes) > 1:
+            raise JudgeError(f"the judges resize images to different sizes ({', '.join(map(str, sorted(sizes)))} px); "
+                             "combine judges trained with the same size")
+        self.members = nn.ModuleList(members)
+        self.size = members[0].size
+
+    @property
+    def summary(self) -> dict | list[dict]:
+        """The members' training summaries: one dict for one judge, a list for several."""
+        summaries = [m.summary for m in self.members]
+        return summaries[0] if len(summaries) == 1 else summaries
+
+    @torch.no_grad()
+    def predict_members(self, x: Tensor) -> Tensor:
+        """Each member's class probabilities (M, N, 3) of images (N, 3, H, W) in [-1, 1]."""
+        return torch.stack([m.predict(x) for m in self.members])  # (M, N, 3)
+
+    @torch.no_grad()
+    def predict(self, x: Tensor) -> Tensor:
+        """The members' mean class probabilities (N, 3) of images (N, 3, H, W) in [-1, 1]."""
+        return self.predict_members(x).mean(dim=0)  # (N, 3)
 
 
 def to_judge_size(x: Tensor, size: int) -> Tensor:
@@ -296,11 +339,13 @@ def fit_judge(
             "neither": _accuracy(judge, make_neither(val_a[:n], val_b[:n], val_rng), NEITHER),
         },
     }
+    judge.summary = summary
     return judge, summary
 
 
-def save_judge(judge: DomainJudge, summary: dict, path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Write the judge as a plain dict of tensors and numbers (readable with weights_only=True).
+def save_judge(judge: DomainJudge | JudgeEnsemble, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write a judge, or every member of an ensemble, with its summary, as a plain dict of tensors and
+    numbers (readable with weights_only=True).
 
     The file is written beside its destination and renamed into place, so an interrupted save
     never leaves a broken judge; an existing file is kept unless `overwrite`.
@@ -308,22 +353,28 @@ def save_judge(judge: DomainJudge, summary: dict, path: str | os.PathLike, overw
     path = Path(path).expanduser()
     if path.exists() and not overwrite:
         raise JudgeError(f"{path} already exists; keep it, or allow replacing it (overwrite)")
-    width = judge.features[0].out_channels
-    state = {"format": JUDGE_FORMAT, "size": judge.size, "width": width, "classes": list(CLASSES),
-             "state_dict": judge.state_dict(), "summary": summary}
+    members = judge.members if isinstance(judge, JudgeEnsemble) else [judge]
+    state = {
+        "format": JUDGE_FORMAT,
+        "classes": list(CLASSES),
+        "members": [{"size": m.size, "width": m.width, "state_dict": m.state_dict(), "summary": m.summary} for m in members],
+    }
     with replaced_atomically(path) as tmp:
         torch.save(state, tmp)
     return path
 
 
-def load_judge(path: str | os.PathLike) -> DomainJudge:
-    """A judge written by `save_judge`, through the project's one safe loader, in eval mode."""
+def load_judge(path: str | os.PathLike) -> JudgeEnsemble:
+    """The judge(s) of a file of `save_judge`, through the project's one safe loader, as an ensemble in eval mode."""
     from vitcycle.checkpoint import safe_load
 
     state = safe_load(path, what="judge", hint="train one with `vitcycle judge fit`")
     if not isinstance(state, dict) or state.get("format") != JUDGE_FORMAT:
         raise JudgeError(f"{path} is not a judge file of `vitcycle judge fit`")
-    judge = DomainJudge(int(state["size"]), int(state["width"]))
-    judge.load_state_dict(state["state_dict"])
-    judge.summary = state.get("summary", {})
-    return judge.eval()
+    members = []
+    for entry in state.get("members", [state]):  # a file of one judge from before ensembles: its entries at the top
+        judge = DomainJudge(int(entry["size"]), int(entry["width"]))
+        judge.load_state_dict(entry["state_dict"])
+        judge.summary = entry.get("summary", {})
+        members.append(judge)
+    return JudgeEnsemble(members).eval()

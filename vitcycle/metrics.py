@@ -21,6 +21,7 @@ import sys
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -30,6 +31,9 @@ from tqdm.auto import tqdm
 
 from vitcycle.errors import InceptionWeightsError, VitcycleError
 from vitcycle.outputs import replaced_atomically
+
+if TYPE_CHECKING:
+    from vitcycle.judge import JudgeEnsemble
 
 INCEPTION_FILENAME = "weights-inception-2015-12-05-6726825d.pth"
 """torch-fidelity's InceptionV3 weights, as torch.hub caches them under <hub dir>/checkpoints/."""
@@ -432,15 +436,16 @@ def run_eval(
     return report
 
 
-def _domain_report(judge: nn.Module, judged: dict[str, dict[str, Tensor]]) -> dict:
+def _domain_report(judge: JudgeEnsemble, judged: dict[str, dict[str, Tensor]]) -> dict:
     """Domain scores of the model and the baselines per direction, and the judge's accuracy.
 
     `judged[src]` holds "input", "fake", "rec", "cartoon": (N, 3, S, S) tensors in [-1, 1].
     """
-    from vitcycle.domain_score import DomainScore, judge_batch
+    from vitcycle.domain_score import DomainScore, judge_batch, target_by_judge
     from vitcycle.judge import A, B
 
     label = {"a": A, "b": B}
+    ensemble = len(judge.members) > 1  # then each member's own shares too
     report: dict = {"domain": {}, "judge_accuracy": {}}
     for src, dst in (("a", "b"), ("b", "a")):
         x = judged[src]
@@ -455,9 +460,13 @@ def _domain_report(judge: nn.Module, judged: dict[str, dict[str, Tensor]]) -> di
             score = DomainScore(label[dst])
             score.update(judge_batch(judge, outputs), inputs, outputs, recs)
             rows[method] = score.compute()
+            if ensemble:
+                rows[method]["target_by_judge"] = target_by_judge(judge, outputs, label[dst])
         report["domain"][f"{src}2{dst}"] = rows
         correct = int((judge_batch(judge, inputs).argmax(1) == label[src]).sum())
         report["judge_accuracy"][src] = {"accuracy": correct / len(inputs), "n_correct": correct, "n": len(inputs)}
+        if ensemble:
+            report["judge_accuracy"][src]["by_judge"] = target_by_judge(judge, inputs, label[src])
     return report
 
 
