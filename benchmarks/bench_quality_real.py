@@ -7,6 +7,8 @@ Each report comes from `vitcycle eval --ckpt X --test-a split/test_a.txt --test-
 neither the GAN nor the judge trained on. Columns per direction: share of translations the judge
 calls the target domain, share it calls neither, layout SSIM (32x32 grayscale) to the input, cycle
 L1; then the batches trained (from the checkpoint) and the judge's accuracy on the real test images.
+With an ensemble judge (`vitcycle judge fit --seed 0 1 2`), a last column gives the range of the
+target shares over its judges, per direction: how much each figure depends on the judge.
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ def main() -> None:
     parser.add_argument("reports", nargs="+", help="eval JSON reports written with --judge")
     parser.add_argument("--method", default="model", help="row of the report: model, identity, cartoon, other_domain")
     args = parser.parse_args()
-    print("| run | batches | A→B target | A→B neither | A→B SSIM | B→A target | B→A neither | B→A SSIM | cycle L1 A / B | judge acc A / B |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for path in args.reports:
-        report = json.loads(Path(path).read_text())
+    reports = [json.loads(Path(path).read_text()) for path in args.reports]
+    ensemble = any("target_by_judge" in r["domain"]["a2b"][args.method] for r in reports)
+    print("| run | batches | A→B target | A→B neither | A→B SSIM | B→A target | B→A neither | B→A SSIM | cycle L1 A / B | judge acc A / B |"
+          + (" each judge A→B / B→A |" if ensemble else ""))
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if ensemble else ""))
+    for path, report in zip(args.reports, reports, strict=True):
         cells = []
         for d in ("a2b", "b2a"):
             row = report["domain"][d][args.method]
@@ -41,8 +45,12 @@ def main() -> None:
         cyc = [report["domain"][d][args.method]["cycle_l1"] for d in ("a2b", "b2a")]
         cycle = " / ".join("-" if c is None else f"{c:.3f}" for c in cyc)
         acc = " / ".join(f"{report['judge_accuracy'][s]['accuracy']:.1%}" for s in ("a", "b"))
-        name = Path(path).parent.name
-        print(f"| {name} | {_batches(report['settings']['checkpoint'])} | {' | '.join(cells)} | {cycle} | {acc} |")
+        name = Path(path).parent.name if Path(path).name == "eval.json" else Path(path).stem
+        line = f"| {name} | {_batches(report['settings']['checkpoint'])} | {' | '.join(cells)} | {cycle} | {acc} |"
+        if ensemble:
+            ranges = [report["domain"][d][args.method].get("target_by_judge") for d in ("a2b", "b2a")]
+            line += " " + " / ".join(f"{min(r):.1%}–{max(r):.1%}" if r else "-" for r in ranges) + " |"
+        print(line)
 
 
 if __name__ == "__main__":
