@@ -121,7 +121,7 @@ def judge_batch(judge: JudgeEnsemble, images: Tensor) -> Tensor:
 def target_by_judge(judge: JudgeEnsemble, images: Tensor, target: int) -> list[float]:
     """Each member's share (M,) of (N, 3, H, W) images whose argmax is `target`."""
     probs = judge.predict_members(images.to(next(judge.parameters()).device).float()).cpu()  # (M, N, 3)
-    return (probs.argmax(dim=-1) == target).float().mean(dim=1).tolist()
+    return (probs.argmax(dim=-1) == target).double().mean(dim=1).tolist()
 
 
 def format_domain_table(report: dict) -> str:
