@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import sys
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from vitcycle.errors import VitcycleError
 
@@ -58,16 +59,23 @@ def _cmd_data_align(args: argparse.Namespace) -> int:
     return 0
 
 
+def _new_judge_file(args: argparse.Namespace) -> Path:
+    """`--out` of a judge command, refused before any work if it exists and `--overwrite` is not given."""
+    from vitcycle.errors import JudgeError
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise JudgeError(f"--out {out} already exists; keep it, pass --overwrite, or choose another --out")
+    return out
+
+
 def _cmd_judge_fit(args: argparse.Namespace) -> int:
     import json
-    from pathlib import Path
 
     from vitcycle.errors import JudgeError
     from vitcycle.judge import JudgeEnsemble, fit_judge, save_judge
 
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:  # refused before any work
-        raise JudgeError(f"--out {out} already exists; keep it, pass --overwrite, or choose another --out")
+    out = _new_judge_file(args)
     if len(set(args.seed)) < len(args.seed):
         raise JudgeError(f"--seed {' '.join(map(str, args.seed))} names a seed twice; the same seed trains the same judge")
     members = []
@@ -89,14 +97,11 @@ def _cmd_judge_fit(args: argparse.Namespace) -> int:
 
 
 def _cmd_judge_combine(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from vitcycle.errors import JudgeError
     from vitcycle.judge import JudgeEnsemble, load_judge, save_judge
 
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise JudgeError(f"--out {out} already exists; keep it, pass --overwrite, or choose another --out")
+    out = _new_judge_file(args)
     inputs = [Path(j).resolve() for j in args.judges]
     if out.resolve() in inputs:
         raise JudgeError(f"--out {out} is one of the judges to combine; write the ensemble to another file")
