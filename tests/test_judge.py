@@ -359,6 +359,27 @@ def test_validation_logs_the_domain_score_every_epoch(tiny_data, judge_file, tmp
     assert not any(k.startswith("_judge") for k in cli.model.state_dict())  # the judge stays out of checkpoints
 
 
+def test_validation_with_an_ensemble_counts_the_mean_verdicts(judge_data, ensemble_file):
+    """Given an ensemble file, validation's `val/domain_*` and `judge_acc_*` count the argmax of the
+    members' mean probability, and no judge weight enters the module's checkpoint."""
+    module = CycleGAN(ViTTranslator(**TINY_VIT), ViTTranslator(**TINY_VIT), PatchDiscriminator(**TINY_DISC),
+                      PatchDiscriminator(**TINY_DISC), judge=str(ensemble_file))
+    real_a, real_b = _folder(judge_data / "valA"), _folder(judge_data / "valB")  # (30, 3, 32, 32) each
+    alpha = torch.linspace(0.0, 1.0, len(real_a)).view(-1, 1, 1, 1)
+    fake_b = alpha * real_b + (1 - alpha) * real_a  # (30, 3, 32, 32): from a selfie to its anime face
+    fake_a = fake_b.flip(0)
+    module._update_domain_score(real_a, real_b, {"fake_b": fake_b, "fake_a": fake_a}, len(real_a))
+    values = {name: float(m.compute()) for name, m in module.val_means.items() if m.update_called}
+    ensemble = load_judge(ensemble_file)
+    mean_share, member_shares = (float((ensemble.predict(fake_b).argmax(1) == B).float().mean()),
+                                 (ensemble.predict_members(fake_b).argmax(-1) == B).float().mean(1).tolist())
+    assert mean_share not in member_shares  # so that a count by one member alone would differ
+    assert values["domain_ab"] == pytest.approx(mean_share)
+    assert values["domain_ba"] == pytest.approx(float((ensemble.predict(fake_a).argmax(1) == A).float().mean()))
+    assert values["judge_acc_a"] == pytest.approx(float((ensemble.predict(real_a).argmax(1) == A).float().mean()))
+    assert not any("judge" in k for k in module.state_dict())
+
+
 def test_judge_neither_class_catches_corrupted_targets(judge_data, judge_file):
     judge = load_judge(judge_file)
     real_b = _folder(judge_data / "valB")
