@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from vitcycle.errors import VitcycleError
+from vitcycle.errors import JudgeError, VitcycleError
 
 DETECTOR_HELP = "face detector: auto (MTCNN landmarks with vitcycle[faces], else Haar), mtcnn or haar"
 
@@ -61,8 +61,6 @@ def _cmd_data_align(args: argparse.Namespace) -> int:
 
 def _new_judge_file(args: argparse.Namespace) -> Path:
     """`--out` of a judge command, refused before any work if it exists and `--overwrite` is not given."""
-    from vitcycle.errors import JudgeError
-
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise JudgeError(f"--out {out} already exists; keep it, pass --overwrite, or choose another --out")
@@ -72,7 +70,6 @@ def _new_judge_file(args: argparse.Namespace) -> Path:
 def _cmd_judge_fit(args: argparse.Namespace) -> int:
     import json
 
-    from vitcycle.errors import JudgeError
     from vitcycle.judge import JudgeEnsemble, fit_judge, save_judge
 
     out = _new_judge_file(args)
@@ -97,8 +94,6 @@ def _cmd_judge_fit(args: argparse.Namespace) -> int:
 
 
 def _cmd_judge_combine(args: argparse.Namespace) -> int:
-
-    from vitcycle.errors import JudgeError
     from vitcycle.judge import JudgeEnsemble, load_judge, save_judge
 
     out = _new_judge_file(args)
