@@ -28,6 +28,8 @@ Adversarial Networks" (equation numbers of the paper):
   discriminator input, real and fake, so that pixel noise (photos have it, drawings do not) is
   not an easy cue; on the built-in data it speeds up learning (benchmarks/RESULTS.md). It can be
   annealed to 0 (`instance_noise_fade_steps`), as the paper does, so that fine texture counts again.
+- Optional differentiable augmentation of every discriminator input (`disc_augment`, DiffAugment,
+  Zhao et al. 2020; `vitcycle.diff_augment`): real and fake alike, in both steps, before the noise.
 
 Full objective, Eq. (3): L = L_GAN(G_ab, D_b) + L_GAN(G_ba, D_a) + lambda * L_cyc (+ identity).
 Discriminators see fakes from an `ImagePool` of 50 (Sec. 4). Learning rates are constant for
@@ -49,6 +51,7 @@ with BatchNorm would mix real and fake statistics.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import get_args
 
 import pytorch_lightning as pl
@@ -61,6 +64,7 @@ from torchmetrics import MeanMetric
 
 from vitcycle.checkpoint import KEY, model_entry, plain_hyperparameters
 from vitcycle.compiling import CompileWhen, compile_graph_count, maybe_compile
+from vitcycle.diff_augment import DiffAugmentName, check_policy, diff_augment
 from vitcycle.domain_score import per_image_scores
 from vitcycle.ema import GeneratorEMA
 from vitcycle.errors import NonFiniteLossError, VitcycleError
@@ -137,6 +141,9 @@ class CycleGAN(pl.LightningModule):
             (Sønderby et al. 2017); 0 disables it.
         instance_noise_fade_steps: if > 0, that std falls linearly to 0 over this many batches (noise
             hides texture finer than it, so a blurred fake passes; annealed, the discriminators see it again).
+        disc_augment: DiffAugment transforms applied, in this order, to every discriminator input
+            ("color", "translation", "cutout"; `vitcycle.diff_augment`); empty: none. The gradient
+            penalty, on interpolates of real and generated images, sees them unaugmented.
         ema_decay: decay of the generators' exponential moving average.
         decay_start_epoch: epochs at the initial learning rate before the linear decay.
         decay_epochs: epochs of linear decay to zero (paper: 100 + 100).
@@ -189,6 +196,7 @@ class CycleGAN(pl.LightningModule):
         pool_size: int = 50,
         instance_noise: float = 0.0,
         instance_noise_fade_steps: int = 0,
+        disc_augment: Sequence[DiffAugmentName] = (),
         ema_decay: float = 0.999,
         decay_start_epoch: int = 100,
         decay_epochs: int = 100,
@@ -225,6 +233,7 @@ class CycleGAN(pl.LightningModule):
         if lambda_nce_b > 0 and not hasattr(gen_ba, "forward_encoder"):
             raise VitcycleError(f"lambda_nce_b needs a ViTTranslator gen_ba (its encoder's tokens), not {type(gen_ba).__name__}; "
                                 "set lambda_nce_b: 0")
+        check_policy(disc_augment)
         if finite_check_every < 1:
             raise VitcycleError(f"finite_check_every ({finite_check_every}) must be >= 1")
         self.save_hyperparameters()
@@ -417,9 +426,10 @@ class CycleGAN(pl.LightningModule):
         self.log_dict(logs, batch_size=real_a.shape[0])
         self.log("cycle", sum(v for k, v in logs.items() if k.startswith("loss/cycle_")), prog_bar=True, logger=False)
 
-    def _noisy(self, x: Tensor, rng: torch.Generator) -> Tensor:
-        """`x` plus this batch's instance noise (`instance_noise_std`); `rng` lives on x's device (stream 1)."""
-        return _plus_noise(x, self.instance_noise_std(), rng)
+    def _disc_view(self, x: Tensor, rng: torch.Generator) -> Tensor:
+        """What a discriminator sees of `x`: its DiffAugment transforms, then this batch's instance noise
+        (`instance_noise_std`); `rng` lives on x's device (stream 1)."""
+        return _plus_noise(diff_augment(x, self.hparams.disc_augment, rng), self.instance_noise_std(), rng)
 
     def _generator_step(self, real_a: Tensor, real_b: Tensor) -> tuple[Tensor, dict[str, Tensor], Tensor, Tensor]:
         """Generator objective, Eq. (3): adversarial + lambda * cycle (+ identity). Returns the fakes too."""
@@ -434,8 +444,8 @@ class CycleGAN(pl.LightningModule):
         ba_in = [real_b, cycle_b_in, real_a] if identity else [real_b, cycle_b_in]
         fake_a, rec_a, *idt_a = self.gen_ba(torch.cat(ba_in)).split([len(x) for x in ba_in])  # (B, 3, H, W) each
         g = {
-            "loss/g_adv_ab": self.g_loss_fn(self.disc_b(self._noisy(fake_b, noise_rng))),
-            "loss/g_adv_ba": self.g_loss_fn(self.disc_a(self._noisy(fake_a, noise_rng))),
+            "loss/g_adv_ab": self.g_loss_fn(self.disc_b(self._disc_view(fake_b, noise_rng))),
+            "loss/g_adv_ba": self.g_loss_fn(self.disc_a(self._disc_view(fake_a, noise_rng))),
             "loss/cycle_a": F.l1_loss(rec_a, real_a),
         }
         loss = g["loss/g_adv_ab"] + g["loss/g_adv_ba"] + hp.lambda_cycle * g["loss/cycle_a"]
@@ -475,7 +485,7 @@ class CycleGAN(pl.LightningModule):
         sides = {"a": (self.disc_a, real_a, fakes_a), "b": (self.disc_b, real_b, fakes_b)}
         preds: dict[str, DiscOutput] = {}
         for name, (disc, real, fake) in sides.items():
-            pred = disc(self._noisy(torch.cat([real, fake]), noise_rng))  # real, then fake: (B + B', 3, H, W) in
+            pred = disc(self._disc_view(torch.cat([real, fake]), noise_rng))  # real, then fake: (B + B', 3, H, W) in
             per_scale = [p.split([len(real), len(fake)]) for p in scales(pred)]  # ((B, 1, h, w), (B', 1, h, w)) each
             preds[f"real_{name}"] = [real_logits for real_logits, _ in per_scale]
             preds[f"fake_{name}"] = [fake_logits for _, fake_logits in per_scale]
