@@ -5,9 +5,18 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from tiny import TINY_DISC, TINY_VIT, tiny_config
-from vitcycle.diff_augment import CUTOUT_RATIO, TRANSFORMS, check_policy, color, cutout, diff_augment, shift, translation
+
+from vitcycle.diff_augment import (
+    CUTOUT_RATIO,
+    TRANSFORMS,
+    check_policy,
+    color,
+    cutout,
+    diff_augment,
+    shift,
+    translation,
+)
 from vitcycle.errors import VitcycleError
 from vitcycle.models import PatchDiscriminator, ViTTranslator
 from vitcycle.module import CycleGAN
