@@ -741,6 +741,7 @@ def test_selfie2anime_cpu_config_runs_three_batches(judge_data, judge_file, tmp_
     ])
     assert cli.trainer.global_step == 6  # 3 batches x (generator + discriminator step)
     assert cli.model.hparams.lambda_cycle > 0 and cli.datamodule.image_size == 64
+    assert cli.model.hparams.cycle_b_space == "luma" and cli.model.hparams.source_negatives  # the adopted recipe
     assert 0.0 <= float(cli.trainer.logged_metrics["val/domain_ab"]) <= 1.0
     assert (run / "checkpoints/last.ckpt").is_file() and (run / "checkpoints/best.ckpt").is_file()
 
