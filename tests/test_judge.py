@@ -13,7 +13,7 @@ from tiny import JUDGE_ARGS, TINY_DISC, TINY_VIT, smooth_image, tiny_config
 
 from vitcycle.cli import cli_main, main
 from vitcycle.data import UnpairedImageDataModule
-from vitcycle.domain_score import LAYOUT_FLOOR, DomainScore, format_domain_table, layout_ssim
+from vitcycle.domain_score import LAYOUT_FLOOR, DomainScore, format_domain_table, layout_ssim, spread
 from vitcycle.errors import CheckpointError, DataError
 from vitcycle.imageio import find_images, read_file_list, read_image, write_image
 from vitcycle.judge import (
@@ -237,6 +237,17 @@ def test_layout_ssim_is_one_for_the_same_image_and_low_for_another():
     assert (layout_ssim(x, torch.rand(3, 3, 64, 64) * 2 - 1) < 0.2).all()
 
 
+def test_spread_is_zero_for_one_face_everywhere_and_grows_with_the_differences():
+    torch.manual_seed(0)
+    faces = torch.rand(6, 3, 64, 64) * 2 - 1
+    assert spread(faces[:1].expand(6, -1, -1, -1)) == pytest.approx(0.0, abs=1e-9)  # a generator collapsed to one face
+    assert spread(faces[:1]) != spread(faces[:1])  # NaN: no pair to compare
+    half = faces[:1] + 0.5 * (faces - faces[:1])  # every face moved halfway towards the first
+    assert spread(half) == pytest.approx(spread(faces) / 2, rel=0.05)
+    two = torch.cat([-torch.ones(1, 3, 64, 64), torch.ones(1, 3, 64, 64)])  # black and white: gray 0 and 1
+    assert spread(two) == pytest.approx(1.0, abs=1e-6)
+
+
 def test_eval_reports_the_domain_score_with_baselines(judge_data, judge_file, tiny_ckpt, tmp_path, capsys):
     lists = make_split(judge_data / "valA", judge_data / "valB", tmp_path / "split", n_test=12, seed=0)
     out = tmp_path / "eval.json"
@@ -260,12 +271,14 @@ def test_eval_reports_the_domain_score_with_baselines(judge_data, judge_file, ti
         # real images of the target domain: judged as that domain exactly as often as the judge is right on them
         assert rows["other_domain"]["target"] == report["judge_accuracy"][direction[-1]]["accuracy"]
         assert 0 < rows["cartoon"]["layout_ssim"] < 0.99  # the filter changes the image, keeps some layout
+        assert rows["other_domain"]["diversity"] == pytest.approx(1.0)  # the target domain's own images
+        assert 0 < rows["model"]["diversity"] and 0 < rows["identity"]["diversity"]
         assert math.isfinite(rows["model"]["cycle_l1"]) and rows["identity"]["cycle_l1"] is None
         assert f"| {direction} | model |" in printed and f"| {direction} | cartoon |" in printed
     acc = report["judge_accuracy"]
     assert acc["a"]["n"] == acc["b"]["n"] == 12 and acc["a"]["accuracy"] >= 0.75 and acc["b"]["accuracy"] >= 0.75
     assert "judge accuracy on the held-out real images: A" in printed
-    assert "| target, layout kept |" in printed
+    assert "| target, layout kept |" in printed and "| diversity |" in printed
     assert read_image(grid).shape == (2 * 8 * 128, 3 * 128, 3)  # 8 rows per direction: input | translation | reconstruction
 
 

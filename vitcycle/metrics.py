@@ -441,7 +441,7 @@ def _domain_report(judge: JudgeEnsemble, judged: dict[str, dict[str, Tensor]]) -
 
     `judged[src]` holds "input", "fake", "rec", "cartoon": (N, 3, S, S) tensors in [-1, 1].
     """
-    from vitcycle.domain_score import DomainScore, judge_batch, target_by_judge
+    from vitcycle.domain_score import DomainScore, judge_batch, spread, target_by_judge
     from vitcycle.judge import A, B
 
     label = {"a": A, "b": B}
@@ -454,12 +454,14 @@ def _domain_report(judge: JudgeEnsemble, judged: dict[str, dict[str, Tensor]]) -
         inputs = x["input"]  # (N, 3, S, S)
         other = judged[dst]["input"]  # real images of the target domain
         others = other[torch.arange(len(inputs)) % len(other)]  # (N, 3, S, S), cycled
+        target_spread = spread(other)
         rows = {}
         for method, outputs, recs in (("model", x["fake"], x["rec"]), ("identity", inputs, None),
                                       ("cartoon", x["cartoon"], None), ("other_domain", others, None)):
             score = DomainScore(label[dst])
             score.update(judge_batch(judge, outputs), inputs, outputs, recs)
             rows[method] = score.compute()
+            rows[method]["diversity"] = spread(outputs) / target_spread if target_spread > 0 else math.nan
             if ensemble:
                 rows[method]["target_by_judge"] = target_by_judge(judge, outputs, label[dst])
         report["domain"][f"{src}2{dst}"] = rows
