@@ -39,6 +39,21 @@ def test_adversarial_losses_match_hand_computed_values(name, d_expected, g_expec
     assert g_loss(FAKE).item() == pytest.approx(g_expected, rel=1e-6)
 
 
+def test_relativistic_lsgan_matches_hand_computed_values():
+    d_loss, g_loss = GAN_LOSSES["ralsgan"]
+    real_mean, fake_mean = 0.875, 0.125  # means of REAL and FAKE
+    sq = lambda xs, c: sum((x - c) ** 2 for x in xs) / 4  # noqa: E731
+    r, f = (1, 0.5, 0, 2), (0, -1, 1, 0.5)
+    assert d_loss(REAL, FAKE).item() == pytest.approx(0.5 * (sq(r, fake_mean + 1) + sq(f, real_mean - 1)))
+    assert g_loss(FAKE, REAL).item() == pytest.approx(sq(f, real_mean + 1) + sq(r, fake_mean - 1))
+    assert d_loss(REAL, FAKE).item() == pytest.approx(0.609375)  # the same, in numbers
+    assert g_loss(FAKE, REAL).item() == pytest.approx(7.21875)
+    # Relative: shifting every logit by the same amount changes nothing; real logits one above the fakes' are ideal.
+    assert d_loss(REAL + 3, FAKE + 3).item() == pytest.approx(d_loss(REAL, FAKE).item())
+    level = torch.full((2, 2), -0.3)
+    assert d_loss(level + 1, level).item() == pytest.approx(0.0) and g_loss(level + 1, level).item() == pytest.approx(0.0)
+
+
 def test_multiscale_outputs_average_over_scales():
     d_loss, g_loss = GAN_LOSSES["lsgan"]
     scale2_real, scale2_fake = torch.ones(1, 1, 2, 2), torch.zeros(1, 1, 2, 2)  # perfect D: loss 0

@@ -417,21 +417,26 @@ def test_learning_rate_is_constant_then_decays_linearly_to_zero_and_stays_there(
     assert lrs == pytest.approx([base, base, 0.75 * base, 0.5 * base, 0.25 * base, 0.0, 0.0, 0.0])
 
 
-@pytest.mark.parametrize("lambda_identity", [0.5, 0.0])
-def test_generator_step_gives_the_losses_of_separate_generator_calls(lambda_identity):
-    """The step batches the identity passes into the other generator calls (3 calls, not 5): the same losses."""
+@pytest.mark.parametrize(("lambda_identity", "gan_loss"), [(0.5, "lsgan"), (0.0, "lsgan"), (0.5, "ralsgan")])
+def test_generator_step_gives_the_losses_of_separate_generator_calls(lambda_identity, gan_loss):
+    """The step batches the identity passes into the other generator calls (3 calls, not 5): the same losses.
+    A relativistic loss also judges the real images of the fakes' domain."""
     torch.manual_seed(0)
     module = CycleGAN(ViTTranslator(**TINY_VIT, global_residual=False), ViTTranslator(**TINY_VIT, global_residual=False),
                       PatchDiscriminator(**TINY_DISC), PatchDiscriminator(**TINY_DISC),
-                      lambda_identity=lambda_identity, instance_noise=0.0)
+                      lambda_identity=lambda_identity, instance_noise=0.0, gan_loss=gan_loss)
     real_a, real_b = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1  # (B, 3, H, W)
+
+    def relativistic(disc, real):  # what a relativistic generator loss takes besides the fakes' logits
+        return [disc(real)] if gan_loss == "ralsgan" else []
+
     with torch.no_grad():
         _, g, fake_a, fake_b = module._generator_step(real_a, real_b)
         gen_ab, gen_ba = module.gen_ab, module.gen_ba
         ref_fake_b, ref_fake_a = gen_ab(real_a), gen_ba(real_b)
         ref = {"loss/cycle_a": F.l1_loss(gen_ba(ref_fake_b), real_a), "loss/cycle_b": F.l1_loss(gen_ab(ref_fake_a), real_b),
-               "loss/g_adv_ab": module.g_loss_fn(module.disc_b(ref_fake_b)),
-               "loss/g_adv_ba": module.g_loss_fn(module.disc_a(ref_fake_a))}
+               "loss/g_adv_ab": module.g_loss_fn(module.disc_b(ref_fake_b), *relativistic(module.disc_b, real_b)),
+               "loss/g_adv_ba": module.g_loss_fn(module.disc_a(ref_fake_a), *relativistic(module.disc_a, real_a))}
         if lambda_identity:
             ref |= {"loss/idt_a": F.l1_loss(gen_ba(real_a), real_a), "loss/idt_b": F.l1_loss(gen_ab(real_b), real_b)}
     assert set(g) == set(ref) | {"loss/gen"}

@@ -4,8 +4,9 @@ Losses of Zhu et al. 2017, "Unpaired Image-to-Image Translation using Cycle-Cons
 Adversarial Networks" (equation numbers of the paper):
 
 - Adversarial, Eq. (1): L_GAN(G_ab, D_b) + L_GAN(G_ba, D_a). The paper trains with the
-  least-squares form (Sec. 4, "lsgan", default); "hinge" and "vanilla" are options
-  (`vitcycle.losses.GAN_LOSSES`). The discriminator loss is halved, as in the paper.
+  least-squares form (Sec. 4, "lsgan", default); "hinge", "vanilla" and the relativistic average
+  least-squares loss ("ralsgan", whose generator step also shows each discriminator real images)
+  are options (`vitcycle.losses.GAN_LOSSES`). The discriminator loss is halved, as in the paper.
 - Cycle consistency, Eq. (2): ||G_ba(G_ab(a)) - a||_1 + ||G_ab(G_ba(b)) - b||_1,
   weighted by lambda (Eq. 3), `lambda_cycle=10`.
 - Identity, Sec. 5.2 (Taigman et al.): ||G_ab(b) - b||_1 + ||G_ba(a) - a||_1, weighted by
@@ -72,6 +73,7 @@ from vitcycle.image_pool import ImagePool
 from vitcycle.judge import A, B, load_judge
 from vitcycle.losses import (
     GAN_LOSSES,
+    RELATIVISTIC,
     CycleSpace,
     DiscOutput,
     GanLossName,
@@ -89,6 +91,13 @@ def _plus_noise(x: Tensor, std: float, rng: torch.Generator) -> Tensor:
     if std <= 0:
         return x
     return x + std * torch.randn(x.shape, generator=rng, device=x.device, dtype=x.dtype)  # shape of x
+
+
+def _split_scales(pred: DiscOutput, first: int) -> tuple[list[Tensor], list[Tensor]]:
+    """A discriminator's output on a batch of two kinds: the logit maps of its first `first` images
+    and of the rest, per scale."""
+    per_scale = [(p[:first], p[first:]) for p in scales(pred)]  # ((first, 1, h, w), (rest, 1, h, w)) each
+    return [head for head, _ in per_scale], [tail for _, tail in per_scale]
 
 
 def _mean_logit(pred: DiscOutput) -> Tensor:
@@ -109,7 +118,8 @@ class CycleGAN(pl.LightningModule):
         disc_b: discriminator of real vs. fake B images.
         optimizer_gen: optimizer of both generators (Adam, lr 2e-4, betas (0.5, 0.999) in the configs).
         optimizer_disc: optimizer of both discriminators.
-        gan_loss: adversarial loss, "lsgan" (paper default), "hinge" or "vanilla".
+        gan_loss: adversarial loss, "lsgan" (paper default), "hinge", "vanilla" or "ralsgan" (relativistic
+            average LSGAN: each discriminator then also judges a batch of real images in the generator step).
         lambda_cycle: weight of the cycle L1 loss (paper: 10).
         lambda_cycle_b: weight of the B -> A -> B cycle alone, if it should differ (None: `lambda_cycle`).
             That cycle asks a translated A to keep all it needs to rebuild B (an anime face's hair
@@ -431,6 +441,14 @@ class CycleGAN(pl.LightningModule):
         (`instance_noise_std`); `rng` lives on x's device (stream 1)."""
         return _plus_noise(diff_augment(x, self.hparams.disc_augment, rng), self.instance_noise_std(), rng)
 
+    def _generator_adversarial(self, disc: nn.Module, fake: Tensor, real: Tensor, rng: torch.Generator) -> Tensor:
+        """The generator's adversarial loss on `fake`; a relativistic loss also needs `disc` on `real`
+        (one call: fakes, then reals)."""
+        if self.hparams.gan_loss not in RELATIVISTIC:
+            return self.g_loss_fn(disc(self._disc_view(fake, rng)))
+        pred = disc(self._disc_view(torch.cat([fake, real]), rng))  # (B + B, 3, H, W) in
+        return self.g_loss_fn(*_split_scales(pred, len(fake)))
+
     def _generator_step(self, real_a: Tensor, real_b: Tensor) -> tuple[Tensor, dict[str, Tensor], Tensor, Tensor]:
         """Generator objective, Eq. (3): adversarial + lambda * cycle (+ identity). Returns the fakes too."""
         hp = self.hparams
@@ -444,8 +462,8 @@ class CycleGAN(pl.LightningModule):
         ba_in = [real_b, cycle_b_in, real_a] if identity else [real_b, cycle_b_in]
         fake_a, rec_a, *idt_a = self.gen_ba(torch.cat(ba_in)).split([len(x) for x in ba_in])  # (B, 3, H, W) each
         g = {
-            "loss/g_adv_ab": self.g_loss_fn(self.disc_b(self._disc_view(fake_b, noise_rng))),
-            "loss/g_adv_ba": self.g_loss_fn(self.disc_a(self._disc_view(fake_a, noise_rng))),
+            "loss/g_adv_ab": self._generator_adversarial(self.disc_b, fake_b, real_b, noise_rng),
+            "loss/g_adv_ba": self._generator_adversarial(self.disc_a, fake_a, real_a, noise_rng),
             "loss/cycle_a": F.l1_loss(rec_a, real_a),
         }
         loss = g["loss/g_adv_ab"] + g["loss/g_adv_ba"] + hp.lambda_cycle * g["loss/cycle_a"]
@@ -486,9 +504,7 @@ class CycleGAN(pl.LightningModule):
         preds: dict[str, DiscOutput] = {}
         for name, (disc, real, fake) in sides.items():
             pred = disc(self._disc_view(torch.cat([real, fake]), noise_rng))  # real, then fake: (B + B', 3, H, W) in
-            per_scale = [p.split([len(real), len(fake)]) for p in scales(pred)]  # ((B, 1, h, w), (B', 1, h, w)) each
-            preds[f"real_{name}"] = [real_logits for real_logits, _ in per_scale]
-            preds[f"fake_{name}"] = [fake_logits for _, fake_logits in per_scale]
+            preds[f"real_{name}"], preds[f"fake_{name}"] = _split_scales(pred, len(real))
         d = {
             "loss/d_a": self.d_loss_fn(preds["real_a"], preds["fake_a"]),
             "loss/d_b": self.d_loss_fn(preds["real_b"], preds["fake_b"]),
