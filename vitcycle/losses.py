@@ -83,7 +83,7 @@ def ralsgan_d_loss(pred_real: DiscOutput, pred_fake: DiscOutput) -> Tensor:
 
 def ralsgan_g_loss(pred_fake: DiscOutput, pred_real: DiscOutput) -> Tensor:
     """Relativistic average LSGAN, generator side: the roles swapped, so the real images' term pulls too
-    (ESRGAN's choice for sharper texture): E[(D(G(z)) - E[D(x)] - 1)^2] + E[(D(x) - E[D(G(z))] + 1)^2]."""
+    (as in ESRGAN's relativistic loss, used there for sharper texture): E[(D(G(z)) - E[D(x)] - 1)^2] + E[(D(x) - E[D(G(z))] + 1)^2]."""
     return _relativistic_ls(pred_fake, pred_real)
 
 

@@ -119,7 +119,8 @@ class CycleGAN(pl.LightningModule):
         optimizer_gen: optimizer of both generators (Adam, lr 2e-4, betas (0.5, 0.999) in the configs).
         optimizer_disc: optimizer of both discriminators.
         gan_loss: adversarial loss, "lsgan" (paper default), "hinge", "vanilla" or "ralsgan" (relativistic
-            average LSGAN: each discriminator then also judges a batch of real images in the generator step).
+            average LSGAN: each discriminator then also judges a batch of real images in the generator step;
+            at the selfie2anime CPU recipe's learning rates it saturated both generators, benchmarks/RESULTS.md).
         lambda_cycle: weight of the cycle L1 loss (paper: 10).
         lambda_cycle_b: weight of the B -> A -> B cycle alone, if it should differ (None: `lambda_cycle`).
             That cycle asks a translated A to keep all it needs to rebuild B (an anime face's hair
