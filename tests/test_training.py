@@ -600,11 +600,13 @@ def test_cycle_b_weight_applies_to_the_b_cycle_alone():
     assert g["loss/cycle_b"].item() > 0.01  # a random generator: the weight makes a difference
 
 
-@pytest.mark.parametrize(("option", "cycle_l1_args"), [({"cycle_b_space": "luma"}, {"space": "luma"}),
-                                                       ({"cycle_b_downsample": 4}, {"downsample": 4})])
-def test_b_cycle_options_change_the_b_cycle_alone(option, cycle_l1_args):
-    """cycle_b_space="luma" / cycle_b_downsample=4: the B cycle is the luminance / block-mean L1 of the same
-    reconstruction; the A cycle stays the RGB pixel L1."""
+@pytest.mark.parametrize(("option", "cycle", "cycle_l1_args"), [({"cycle_b_space": "luma"}, "b", {"space": "luma"}),
+                                                                ({"cycle_b_downsample": 4}, "b", {"downsample": 4}),
+                                                                ({"cycle_a_downsample": 4}, "a", {"downsample": 4})])
+def test_cycle_options_change_their_cycle_alone(option, cycle, cycle_l1_args):
+    """cycle_b_space="luma" / cycle_b_downsample=4 / cycle_a_downsample=4: that cycle is the luminance /
+    block-mean L1 of the same reconstruction; the other cycle stays the RGB pixel L1."""
+    other = "a" if cycle == "b" else "b"
     losses = {}
     for name, options in (("plain", {}), ("option", option)):
         torch.manual_seed(0)
@@ -612,15 +614,15 @@ def test_b_cycle_options_change_the_b_cycle_alone(option, cycle_l1_args):
                           PatchDiscriminator(**TINY_DISC), PatchDiscriminator(**TINY_DISC),
                           lambda_identity=0.0, instance_noise=0.0, **options)
         torch.manual_seed(1)
-        real_a, real_b = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1  # (B, 3, H, W)
+        real = {"a": torch.rand(2, 3, 32, 32) * 2 - 1, "b": torch.rand(2, 3, 32, 32) * 2 - 1}  # (B, 3, H, W) each
         with torch.no_grad():
-            _, g, fake_a, _ = module._generator_step(real_a, real_b)
-            rec_b = module.gen_ab(fake_a)  # (B, 3, H, W)
-        losses[name] = g, rec_b, real_b
-    (g_plain, rec_b, real_b), (g_option, _, _) = losses["plain"], losses["option"]
-    assert g_option["loss/cycle_a"].item() == pytest.approx(g_plain["loss/cycle_a"].item())
-    assert g_option["loss/cycle_b"].item() == pytest.approx(cycle_l1(rec_b, real_b, **cycle_l1_args).item(), rel=1e-5)
-    assert g_option["loss/cycle_b"].item() < g_plain["loss/cycle_b"].item()  # random images: part of the error is hue / detail
+            _, g, fake_a, fake_b = module._generator_step(real["a"], real["b"])
+            rec = {"a": module.gen_ba(fake_b), "b": module.gen_ab(fake_a)}  # (B, 3, H, W) each
+        losses[name] = g, rec[cycle], real[cycle]
+    (g_plain, rec, real), (g_option, _, _) = losses["plain"], losses["option"]
+    assert g_option[f"loss/cycle_{other}"].item() == pytest.approx(g_plain[f"loss/cycle_{other}"].item())
+    assert g_option[f"loss/cycle_{cycle}"].item() == pytest.approx(cycle_l1(rec, real, **cycle_l1_args).item(), rel=1e-5)
+    assert g_option[f"loss/cycle_{cycle}"].item() < g_plain[f"loss/cycle_{cycle}"].item()  # random images: part of the error is hue / detail
 
 
 def test_bad_b_cycle_and_negative_options_are_refused():
@@ -631,6 +633,8 @@ def test_bad_b_cycle_and_negative_options_are_refused():
         build(cycle_b_space="lab")
     with pytest.raises(VitcycleError, match=r"cycle_b_downsample \(0\) must be >= 1"):
         build(cycle_b_downsample=0)
+    with pytest.raises(VitcycleError, match=r"cycle_a_downsample \(0\) must be >= 1"):
+        build(cycle_a_downsample=0)
     for width in (1, -2):  # 1 would be the images themselves, called real and fake at once
         with pytest.raises(VitcycleError, match=rf"blurred_negatives \({width}\) must be 0 \(off\) or a block width >= 2"):
             build(blurred_negatives=width)

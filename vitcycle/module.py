@@ -14,7 +14,8 @@ Adversarial Networks" (equation numbers of the paper):
 - Options for the B -> A -> B cycle, which makes a translated A keep what rebuilds B (an anime
   face's hair colour): its own weight (`lambda_cycle_b`), a luminance-only L1 (`cycle_b_space`),
   an L1 at a lower resolution (`cycle_b_downsample`), or CUT's PatchNCE on `gen_ba` in its place
-  (`lambda_nce_b`, Park et al. 2020).
+  (`lambda_nce_b`, Park et al. 2020). The A -> B -> A cycle may compare block means too
+  (`cycle_a_downsample`), so `gen_ba` is not taught to rebuild a selfie's fine detail by L1 regression.
 - Optional source negatives (`source_negatives`): each discriminator also sees the other domain's
   real images as fakes (a selfie is no anime face), so a translation that keeps its source's look
   (anime eyes on a photo) is told apart from the start, not only once its fakes have taught it.
@@ -133,6 +134,8 @@ class CycleGAN(pl.LightningModule):
             need not carry B's hues (`gen_ab` restores them as it likes); the A cycle stays RGB.
         cycle_b_downsample: the B cycle compares means of blocks this many pixels wide (1: pixels), so
             a translated A need not carry B's finer detail (an anime face's outlined eyes).
+        cycle_a_downsample: the same for the A cycle: `gen_ba` then need not rebuild A's finer detail
+            from a translated B by L1 regression (which blurs), nor `gen_ab` hide it in the translation.
         lambda_identity: weight of the identity L1 loss relative to `lambda_cycle` (paper: 0.5).
         identity_fade_steps: if > 0, the identity weight falls linearly from `lambda_identity` to 0
             over this many batches (it keeps a new generator near the input early, then lets go).
@@ -195,6 +198,7 @@ class CycleGAN(pl.LightningModule):
         lambda_cycle_b: float | None = None,
         cycle_b_space: CycleSpace = "rgb",
         cycle_b_downsample: int = 1,
+        cycle_a_downsample: int = 1,
         lambda_nce_b: float = 0.0,
         lambda_identity: float = 0.5,
         identity_fade_steps: int = 0,
@@ -237,8 +241,9 @@ class CycleGAN(pl.LightningModule):
             raise VitcycleError(f"cycle_noise ({cycle_noise}) must be >= 0 (0: off)")
         if cycle_noise_b is not None and cycle_noise_b < 0:
             raise VitcycleError(f"cycle_noise_b ({cycle_noise_b}) must be >= 0 (0: off), or unset to follow cycle_noise")
-        if cycle_b_downsample < 1:
-            raise VitcycleError(f"cycle_b_downsample ({cycle_b_downsample}) must be >= 1 (1: compare pixels)")
+        for name, block in (("cycle_a_downsample", cycle_a_downsample), ("cycle_b_downsample", cycle_b_downsample)):
+            if block < 1:
+                raise VitcycleError(f"{name} ({block}) must be >= 1 (1: compare pixels)")
         if lambda_nce_b < 0:
             raise VitcycleError(f"lambda_nce_b ({lambda_nce_b}) must be >= 0")
         if lambda_nce_b > 0 and not hasattr(gen_ba, "forward_encoder"):
@@ -465,7 +470,7 @@ class CycleGAN(pl.LightningModule):
         g = {
             "loss/g_adv_ab": self._generator_adversarial(self.disc_b, fake_b, real_b, noise_rng),
             "loss/g_adv_ba": self._generator_adversarial(self.disc_a, fake_a, real_a, noise_rng),
-            "loss/cycle_a": F.l1_loss(rec_a, real_a),
+            "loss/cycle_a": cycle_l1(rec_a, real_a, downsample=hp.cycle_a_downsample),
         }
         loss = g["loss/g_adv_ab"] + g["loss/g_adv_ba"] + hp.lambda_cycle * g["loss/cycle_a"]
         lambda_cycle_b = hp.lambda_cycle if hp.lambda_cycle_b is None else hp.lambda_cycle_b
