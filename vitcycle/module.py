@@ -15,7 +15,7 @@ Adversarial Networks" (equation numbers of the paper):
   face's hair colour): its own weight (`lambda_cycle_b`), a luminance-only L1 (`cycle_b_space`),
   an L1 at a lower resolution (`cycle_b_downsample`), or CUT's PatchNCE on `gen_ba` in its place
   (`lambda_nce_b`, Park et al. 2020). The A -> B -> A cycle may compare block means too
-  (`cycle_a_downsample`), so `gen_ba` is not taught to rebuild a selfie's fine detail by L1 regression.
+  (`cycle_a_downsample`); on selfie2anime that held both generators near their inputs (RESULTS.md).
 - Optional source negatives (`source_negatives`): each discriminator also sees the other domain's
   real images as fakes (a selfie is no anime face), so a translation that keeps its source's look
   (anime eyes on a photo) is told apart from the start, not only once its fakes have taught it.
@@ -134,8 +134,8 @@ class CycleGAN(pl.LightningModule):
             need not carry B's hues (`gen_ab` restores them as it likes); the A cycle stays RGB.
         cycle_b_downsample: the B cycle compares means of blocks this many pixels wide (1: pixels), so
             a translated A need not carry B's finer detail (an anime face's outlined eyes).
-        cycle_a_downsample: the same for the A cycle: `gen_ba` then need not rebuild A's finer detail
-            from a translated B by L1 regression (which blurs), nor `gen_ab` hide it in the translation.
+        cycle_a_downsample: the same for the A cycle (1: pixels). Meant to stop teaching `gen_ba` to rebuild
+            A's lost detail by L1 regression; on selfie2anime it held both generators near their inputs.
         lambda_identity: weight of the identity L1 loss relative to `lambda_cycle` (paper: 0.5).
         identity_fade_steps: if > 0, the identity weight falls linearly from `lambda_identity` to 0
             over this many batches (it keeps a new generator near the input early, then lets go).
