@@ -3,7 +3,7 @@
     python benchmarks/bench_align.py --folder ../shared/data/selfie2anime/trainA --n 40
 
 Each selfie is placed upright on a larger grey photo; its eyes found there are the reference. The
-photo is turned by each angle, aligned (`vitcycle.align.align_face`, with 0, 1 or 2 refinements),
+photo is turned by each angle, aligned (`vitcycle.faces.align.align_face`, with 0, 1 or 2 refinements),
 and the reference eyes carried through the rotation and the alignment: their tilt and eye-line
 height in the crop are the alignment's error. Prints one row per refinement count; `--grid PNG`
 also draws the first two selfies' turned photos over their aligned faces.
@@ -19,9 +19,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vitcycle.align import EYE_LINE, align_face, crop_face
-from vitcycle.faces import face_detector
-from vitcycle.imageio import find_images, read_image, write_image
+from vitcycle.data.imageio import find_images, read_image, write_image
+from vitcycle.faces.align import EYE_LINE, align_face, crop_face
+from vitcycle.faces.detect import face_detector
 
 
 def write_grid(path: Path, photos: list[np.ndarray], detector, side: int = 160) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import torch
 
-from vitcycle.data import UnpairedImageDataModule
+from vitcycle.data.datamodule import UnpairedImageDataModule
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / "shared/data/selfie2anime"
 

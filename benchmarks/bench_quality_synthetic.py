@@ -21,7 +21,7 @@ import torch
 from bench_data import cpu_model
 
 from vitcycle.checkpoint import load_checkpoint
-from vitcycle.metrics import run_eval
+from vitcycle.quality.metrics import run_eval
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = 0.6

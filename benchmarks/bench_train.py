@@ -30,7 +30,7 @@ import yaml
 from bench_data import cpu_model  # benchmarks/ is on sys.path when run as a script
 
 from vitcycle.models import GENERATORS, PatchDiscriminator, ResnetGenerator
-from vitcycle.module import CycleGAN
+from vitcycle.training.cyclegan import CycleGAN
 
 DEFAULT_JOBS = ["resnet9@64", "vit_tiny_p8@64", "resnet9@256", "vit_small_p16@256"]
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
-from vitcycle.imageio import find_images, read_image
+from vitcycle.data.imageio import find_images, read_image
+from vitcycle.inference.translator import Translator
 from vitcycle.models import vit_small_p16
-from vitcycle.translator import Translator
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "selfie2anime" / "trainA"
 

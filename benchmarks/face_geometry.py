@@ -6,7 +6,7 @@ Runs the face detector `vitcycle translate --face-crop` uses (MTCNN landmarks wi
 extra; `--detector haar` for OpenCV's cascades) on each image and takes the largest face whose eyes
 were found. Prints, as shares of the image side, the median eye-line height (from the top), the
 median distance between the eye centres, the median tilt of the eye line, and how many images
-were measured. `vitcycle.align.EYE_LINE` and `EYE_DISTANCE` hold the MTCNN figures.
+were measured. `vitcycle.faces.align.EYE_LINE` and `EYE_DISTANCE` hold the MTCNN figures.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vitcycle.faces import face_detector
-from vitcycle.imageio import find_images, read_image
+from vitcycle.data.imageio import find_images, read_image
+from vitcycle.faces.detect import face_detector
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vitcycle.imageio import read_image, write_image
+from vitcycle.data.imageio import read_image, write_image
 
 
 def main() -> None:

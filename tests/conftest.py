@@ -56,7 +56,7 @@ def selfie2anime() -> Path:
 
 def _synthetic(out: Path, n_train: int, n_val: int) -> Path:
     """The built-in data set at 32 px (seed 0) in `out`."""
-    from vitcycle.synthetic import make_synthetic_dataset
+    from vitcycle.data.synthetic import make_synthetic_dataset
 
     make_synthetic_dataset(out, n_train=n_train, n_val=n_val, size=32, seed=0)
     return out
@@ -113,7 +113,7 @@ def judge_file(judge_data, tmp_path_factory) -> Path:
     """A judge file of a short `fit_judge` on `judge_data` (seed 0)."""
     from tiny import JUDGE_ARGS
 
-    from vitcycle.judge import fit_judge, save_judge
+    from vitcycle.quality.judge import fit_judge, save_judge
 
     judge, _ = fit_judge(judge_data / "trainA", judge_data / "trainB", seed=0, **JUDGE_ARGS)
     return save_judge(judge, tmp_path_factory.mktemp("judge") / "judge.pt")

@@ -15,9 +15,9 @@ from torch.utils.data import DataLoader
 
 from vitcycle.checkpoint import load_checkpoint, model_entry, model_spec
 from vitcycle.errors import CheckpointError, VitcycleError
+from vitcycle.inference.translator import Translator
 from vitcycle.models import PatchDiscriminator, ResnetGenerator, ViTTranslator
-from vitcycle.module import CycleGAN
-from vitcycle.translator import Translator
+from vitcycle.training.cyclegan import CycleGAN
 
 
 def _defaults(cls: type) -> dict:

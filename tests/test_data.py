@@ -16,9 +16,9 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import DistributedSampler
 
-from vitcycle.data import UnpairedImageDataModule, UnpairedImageFolder
+from vitcycle.data.datamodule import UnpairedImageDataModule, UnpairedImageFolder
+from vitcycle.data.imageio import IMAGE_EXTENSIONS, find_images, read_image
 from vitcycle.errors import DataError, ImageReadError, ImageTooLargeError, VitcycleError
-from vitcycle.imageio import IMAGE_EXTENSIONS, find_images, read_image
 
 
 def _code(x: torch.Tensor) -> int:
@@ -595,7 +595,7 @@ def test_an_image_over_max_pixels_is_refused_from_its_header(tmp_path, make_imag
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "JPEG-progressive", "WEBP", "BMP"])
 def test_header_size_reads_the_size_without_decoding(fmt):
     """PNG and JPEG headers are parsed directly (fast path); the others through PIL."""
-    from vitcycle.imageio import header_size
+    from vitcycle.data.imageio import header_size
 
     buf = io.BytesIO()
     image = Image.new("RGB", (37, 23))

@@ -7,7 +7,11 @@ import pytest
 import torch
 from tiny import TINY_DISC, TINY_VIT, tiny_config
 
-from vitcycle.diff_augment import (
+from vitcycle.errors import VitcycleError
+from vitcycle.models import PatchDiscriminator, ViTTranslator
+from vitcycle.training.cli import VitCycleCLI
+from vitcycle.training.cyclegan import CycleGAN
+from vitcycle.training.diff_augment import (
     CUTOUT_RATIO,
     TRANSFORMS,
     check_policy,
@@ -17,10 +21,6 @@ from vitcycle.diff_augment import (
     shift,
     translation,
 )
-from vitcycle.errors import VitcycleError
-from vitcycle.models import PatchDiscriminator, ViTTranslator
-from vitcycle.module import CycleGAN
-from vitcycle.training_cli import VitCycleCLI
 
 
 def _images(n: int = 6, size: int = 16) -> torch.Tensor:

@@ -13,8 +13,8 @@ import torch
 
 from vitcycle.cli import main
 from vitcycle.errors import ExportError
-from vitcycle.export import export_generator
-from vitcycle.translator import Translator
+from vitcycle.inference.export import export_generator
+from vitcycle.inference.translator import Translator
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def test_export_default_path_and_bad_size(ckpt: Path, capsys) -> None:
 
 
 def test_parity_failure_is_an_error(ckpt: Path, tmp_path: Path, monkeypatch) -> None:
-    import vitcycle.export as export
+    import vitcycle.inference.export as export
 
     real_run = export._run_torchscript
     monkeypatch.setattr(export, "_run_torchscript", lambda path, x: real_run(path, x) + 0.01)

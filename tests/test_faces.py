@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from tiny import read_rgb, smooth_image, write_png
 
-from vitcycle import faces
-from vitcycle.align import EYE_DISTANCE, EYE_LINE, align_face, crop_face, face_alignment, paste_back
 from vitcycle.cli import main
 from vitcycle.errors import VitcycleError
-from vitcycle.faces import Face, face_detector
+from vitcycle.faces import detect as faces
+from vitcycle.faces.align import EYE_DISTANCE, EYE_LINE, align_face, crop_face, face_alignment, paste_back
+from vitcycle.faces.detect import Face, face_detector
 
 
 def rotated(image: np.ndarray, degrees: float) -> tuple[np.ndarray, np.ndarray]:

@@ -14,9 +14,9 @@ from torch import nn
 
 from vitcycle.cli import main
 from vitcycle.errors import CheckpointError, StyleError, TranslateError, VitcycleWarning
+from vitcycle.inference.files import plan_translation
+from vitcycle.inference.translator import Translator
 from vitcycle.models import ResnetGenerator, ViTTranslator
-from vitcycle.translate import plan_translation
-from vitcycle.translator import Translator
 
 
 def reference_generator(ckpt: Path, name: str = "gen_ab", ema: bool = True) -> nn.Module:
@@ -66,7 +66,7 @@ def test_from_checkpoint_direction_b2a_uses_gen_ba(ckpt: Path) -> None:
 
 
 def test_pair_from_checkpoint_reads_the_file_once(ckpt: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import vitcycle.translator as translator
+    import vitcycle.inference.translator as translator
 
     reads = []
     real_load = translator.load_checkpoint
@@ -150,7 +150,7 @@ def _generator_specs(ckpt: dict, legacy: bool) -> dict:
 @pytest.mark.parametrize(
     "class_path",
     ["this.Generator", "torch.nn.Linear", "os.system", "vitcycle.models.generator.timm", "vitcycle.models.generator.Mlp",
-     "vitcycle.module.CycleGAN", "vitcycle.models..x", "vitcycle.models.PatchDiscriminator"],
+     "vitcycle.training.cyclegan.CycleGAN", "vitcycle.models..x", "vitcycle.models.PatchDiscriminator"],
 )
 def test_class_path_outside_vitcycle_models_is_refused(ckpt: Path, tmp_path: Path, class_path: str, legacy: bool) -> None:
     path = edited_checkpoint(
@@ -281,7 +281,7 @@ def test_a_looping_symlinked_file_is_skipped_with_a_warning_by_translate_and_fit
         assert main(["translate", "--ckpt", str(ckpt), "--input", str(src), "--output", str(tmp_path / "out"),
                      "--device", "cpu"]) == 0
     assert "translated 1, skipped 0" in capsys.readouterr().out
-    from vitcycle.data import UnpairedImageDataModule
+    from vitcycle.data.datamodule import UnpairedImageDataModule
 
     with pytest.warns(UserWarning, match="looping symbolic link"):
         dm = UnpairedImageDataModule(str(src), str(src), image_size=8, num_workers=0, val_fraction=0)
@@ -425,7 +425,7 @@ def test_a_video_without_decodable_frames_keeps_an_existing_output(tmp_path: Pat
     out = tmp_path / "out.mp4"
     out.write_bytes(b"yesterday's result")
     # frames that all fail to decode: the writer sees none
-    monkeypatch.setattr("vitcycle.translate.PathTranslator._write_video", lambda self, *args: 0)
+    monkeypatch.setattr("vitcycle.inference.files.PathTranslator._write_video", lambda self, *args: 0)
     assert main(["translate", "--ckpt", str(ckpt), "--input", str(src), "--output", str(out), "--device", "cpu"]) == 2
     assert "no frame could be decoded" in capsys.readouterr().err
     assert out.read_bytes() == b"yesterday's result"

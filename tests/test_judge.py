@@ -12,11 +12,13 @@ import torch
 from tiny import JUDGE_ARGS, TINY_DISC, TINY_VIT, smooth_image, tiny_config
 
 from vitcycle.cli import cli_main, main
-from vitcycle.data import UnpairedImageDataModule
-from vitcycle.domain_score import LAYOUT_FLOOR, DomainScore, format_domain_table, layout_ssim, spread
+from vitcycle.data.datamodule import UnpairedImageDataModule
+from vitcycle.data.imageio import find_images, read_file_list, read_image, write_image
+from vitcycle.data.splits import make_split
 from vitcycle.errors import CheckpointError, DataError
-from vitcycle.imageio import find_images, read_file_list, read_image, write_image
-from vitcycle.judge import (
+from vitcycle.models import PatchDiscriminator, ViTTranslator
+from vitcycle.quality.domain_score import LAYOUT_FLOOR, DomainScore, format_domain_table, layout_ssim, spread
+from vitcycle.quality.judge import (
     NEITHER,
     A,
     B,
@@ -32,9 +34,7 @@ from vitcycle.judge import (
     save_judge,
     swap_channels,
 )
-from vitcycle.models import PatchDiscriminator, ViTTranslator
-from vitcycle.module import CycleGAN
-from vitcycle.splits import make_split
+from vitcycle.training.cyclegan import CycleGAN
 
 
 def _folder(path: Path) -> torch.Tensor:
@@ -287,14 +287,14 @@ def test_eval_judges_translations_at_the_generators_size_not_enlarged(judge_data
     64 px and shrinking it back to the judge's size would blur artifacts away), and the 64 px inputs."""
     import cv2
 
-    import vitcycle.judge
+    import vitcycle.quality.judge
 
     for side in ("A", "B"):
         for path in sorted((judge_data / f"val{side}").iterdir())[:3]:
             write_image(tmp_path / side / path.name, cv2.resize(read_image(path), (64, 64), interpolation=cv2.INTER_CUBIC))
     seen: list[set] = []
-    to_tensor = vitcycle.judge.arrays_to_tensor
-    monkeypatch.setattr(vitcycle.judge, "arrays_to_tensor", lambda imgs, size: seen.append({i.shape for i in imgs}) or to_tensor(imgs, size))
+    to_tensor = vitcycle.quality.judge.arrays_to_tensor
+    monkeypatch.setattr(vitcycle.quality.judge, "arrays_to_tensor", lambda imgs, size: seen.append({i.shape for i in imgs}) or to_tensor(imgs, size))
     assert main(["eval", "--ckpt", str(tiny_ckpt), "--test-a", str(tmp_path / "A"), "--test-b", str(tmp_path / "B"),
                  "--judge", str(judge_file), "--no-fid-kid", "--out", str(tmp_path / "e.json"), "--device", "cpu"]) == 0
     inputs, fakes = seen[0], seen[1]  # per batch: inputs, translations, reconstructions, cartoons

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from vitcycle.image_pool import ImagePool
-from vitcycle.losses import GAN_LOSSES, blurred, cycle_l1, gradient_penalty, luma
-from vitcycle.patch_nce import PatchNCE
+from vitcycle.training.image_pool import ImagePool
+from vitcycle.training.losses import GAN_LOSSES, blurred, cycle_l1, gradient_penalty, luma
+from vitcycle.training.patch_nce import PatchNCE
 
 REAL = torch.tensor([[1.0, 0.5], [0.0, 2.0]])  # D outputs on real images
 FAKE = torch.tensor([[0.0, -1.0], [1.0, 0.5]])  # D outputs on fakes

@@ -16,8 +16,9 @@ import torch
 from torch import nn
 
 from vitcycle.cli import main
-from vitcycle.imageio import read_image
-from vitcycle.metrics import (
+from vitcycle.data.imageio import read_image
+from vitcycle.data.synthetic import make_synthetic_dataset
+from vitcycle.quality.metrics import (
     InceptionWeightsError,
     PairedMetrics,
     compute_fid_kid,
@@ -26,7 +27,6 @@ from vitcycle.metrics import (
     load_inception,
     run_eval,
 )
-from vitcycle.synthetic import make_synthetic_dataset
 
 
 def numpy_fid(real: np.ndarray, fake: np.ndarray) -> float:
@@ -142,7 +142,7 @@ def test_run_eval_end_to_end_with_pairs(synth: Path, eval_ckpt: Path) -> None:
 
 
 def test_cli_eval_writes_json_and_table(synth: Path, eval_ckpt: Path, tmp_path: Path, monkeypatch, capsys) -> None:
-    monkeypatch.setattr("vitcycle.metrics.load_inception", lambda weights_path=None: SmallNet())
+    monkeypatch.setattr("vitcycle.quality.metrics.load_inception", lambda weights_path=None: SmallNet())
     out = tmp_path / "report.json"
     code = main(["eval", "--ckpt", str(eval_ckpt), "--test-a", str(synth / "valA"), "--test-b", str(synth / "valB"),
                  "--out", str(out), "--batch-size", "3", "--device", "cpu", "--kid-subset-size", "4"])
@@ -185,7 +185,7 @@ def test_cli_eval_paired_only_needs_no_inception(synth: Path, eval_ckpt: Path, t
     def refuse(weights_path=None):
         raise AssertionError("paired-only must not load Inception")
 
-    monkeypatch.setattr("vitcycle.metrics.load_inception", refuse)
+    monkeypatch.setattr("vitcycle.quality.metrics.load_inception", refuse)
     out = tmp_path / "paired.json"
     code = main(["eval", "--ckpt", str(eval_ckpt), "--test-a", str(synth / "valA"), "--test-b", str(synth / "valB"),
                  "--paired-only", "--out", str(out), "--device", "cpu"])

@@ -10,8 +10,8 @@ from tiny import ROOT, TINY_DISC, TINY_VIT
 from vitcycle.cli import cli_main
 from vitcycle.errors import VitcycleError
 from vitcycle.models import PatchDiscriminator, ViTTranslator
-from vitcycle.module import CycleGAN
-from vitcycle.pretrain import MaskedInpainting, mask_patch_size, random_patch_mask
+from vitcycle.training.cyclegan import CycleGAN
+from vitcycle.training.pretrain import MaskedInpainting, mask_patch_size, random_patch_mask
 
 
 def test_the_mask_is_seeded_and_masks_the_asked_share_of_patches():

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from vitcycle.serve import TranslationService, make_server
+from vitcycle.inference.serve import TranslationService, make_server
 
 
 def _image(h: int, w: int, seed: int) -> np.ndarray:

@@ -10,10 +10,16 @@ import numpy as np
 import pytest
 
 from vitcycle.cli import main
-from vitcycle.data import UnpairedImageDataModule
+from vitcycle.data.datamodule import UnpairedImageDataModule
+from vitcycle.data.imageio import find_images, read_image
+from vitcycle.data.synthetic import (
+    face_for,
+    make_synthetic_dataset,
+    render_anime,
+    render_photo,
+    save_pair_grid,
+)
 from vitcycle.errors import DataError
-from vitcycle.imageio import find_images, read_image
-from vitcycle.synthetic import face_for, make_synthetic_dataset, render_anime, render_photo, save_pair_grid
 
 N = 12
 SIZE = 48

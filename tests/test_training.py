@@ -19,10 +19,10 @@ from tiny import TINY_DISC, TINY_VIT, tiny_config
 import vitcycle.models
 from vitcycle.cli import cli_main, main
 from vitcycle.errors import NonFiniteLossError, VitcycleError
-from vitcycle.losses import cycle_l1
 from vitcycle.models import PatchDiscriminator, ResnetGenerator, ViTTranslator
-from vitcycle.module import CycleGAN
-from vitcycle.training_cli import VitCycleCLI, check_resume
+from vitcycle.training.cli import VitCycleCLI, check_resume
+from vitcycle.training.cyclegan import CycleGAN
+from vitcycle.training.losses import cycle_l1
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_GEN = {"class_path": "vitcycle.models.ViTTranslator", "init_args": TINY_VIT}
@@ -202,7 +202,7 @@ class _GraphCounts(pl.Callback):
         self.counts: list[int] = []
 
     def on_train_epoch_end(self, trainer, module):
-        from vitcycle.compiling import compile_graph_count
+        from vitcycle.training.compiling import compile_graph_count
 
         self.counts.append(compile_graph_count())
 
@@ -223,7 +223,7 @@ def _train_two_epochs(compile: str, tmp_path: Path, *callbacks: pl.Callback) -> 
 
 def test_compiled_training_matches_eager_and_compiles_once(tmp_path):
     """compile="always" with the aot_eager backend (no code generation, so it runs on any CPU)."""
-    from vitcycle.compiling import compile_graph_count
+    from vitcycle.training.compiling import compile_graph_count
 
     eager = _train_two_epochs("never", tmp_path)
     assert not eager._compiled
@@ -327,7 +327,7 @@ def test_ddp_with_two_cpu_processes(tiny_data, tmp_path):
     """Two gloo processes train, and validation figures are means over both processes' images."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from vitcycle.data import UnpairedImageDataModule
+    from vitcycle.data.datamodule import UnpairedImageDataModule
 
     config = tiny_config(tmp_path, tiny_data)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -357,7 +357,7 @@ def test_ddp_with_two_cpu_processes(tiny_data, tmp_path):
 
 def test_ema_follows_the_warmed_up_decay():
     """EMA after updates with weights w_1, w_2, w_3: a copy of w_1, then lerps with decay min(d, (1+n)/(10+n))."""
-    from vitcycle.ema import GeneratorEMA
+    from vitcycle.training.ema import GeneratorEMA
 
     model = torch.nn.Linear(1, 1, bias=False)
     ema = GeneratorEMA(model, decay=0.5)
@@ -381,7 +381,7 @@ def test_ema_update_reads_nothing_on_the_host():
     """No `.item()` (aten._local_scalar_dense) in an update: on a GPU that would be a sync per step."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from vitcycle.ema import GeneratorEMA
+    from vitcycle.training.ema import GeneratorEMA
 
     class Ops(TorchDispatchMode):
         def __init__(self):
@@ -508,7 +508,7 @@ def test_annealed_instance_noise_falls_to_zero():
 
 def test_batched_passes_give_the_losses_of_one_pass_per_image_set():
     """gen_ba and each discriminator see real and fake images in one call; the losses must not change."""
-    from vitcycle.losses import lsgan_d_loss, lsgan_g_loss
+    from vitcycle.training.losses import lsgan_d_loss, lsgan_g_loss
 
     torch.manual_seed(0)
     gen = {**TINY_VIT, "global_residual": False}  # not the identity at init, so the passes differ
@@ -528,7 +528,7 @@ def test_batched_passes_give_the_losses_of_one_pass_per_image_set():
 def test_source_negatives_make_each_discriminator_call_the_other_domain_fake():
     """source_negatives: disc_a's fakes are its pooled fakes and the real B images (disc_b alike);
     the gradient penalty still pairs each real image with one generated fake."""
-    from vitcycle.losses import lsgan_d_loss
+    from vitcycle.training.losses import lsgan_d_loss
 
     torch.manual_seed(0)
     module = CycleGAN(ViTTranslator(**TINY_VIT), ViTTranslator(**TINY_VIT), PatchDiscriminator(**TINY_DISC),
@@ -551,7 +551,7 @@ def test_source_negatives_make_each_discriminator_call_the_other_domain_fake():
 def test_blurred_negatives_make_each_discriminator_call_its_own_blurred_images_fake():
     """blurred_negatives=2: disc_a's fakes are its pooled fakes, the real B images (source negatives)
     and real A at 2x2 block means; disc_b alike."""
-    from vitcycle.losses import blurred, lsgan_d_loss
+    from vitcycle.training.losses import blurred, lsgan_d_loss
 
     torch.manual_seed(0)
     module = CycleGAN(ViTTranslator(**TINY_VIT), ViTTranslator(**TINY_VIT), PatchDiscriminator(**TINY_DISC),
@@ -698,7 +698,7 @@ def test_patch_nce_replaces_the_b_cycle():
 
 
 def test_fit_with_patch_nce_writes_a_checkpoint_that_translates(tiny_data, tmp_path):
-    from vitcycle.translator import Translator
+    from vitcycle.inference.translator import Translator
 
     cli = VitCycleCLI(args=["fit", "--config", str(tiny_config(tmp_path, tiny_data, lambda_cycle_b=0.0, lambda_nce_b=1.0))])
     assert "loss/nce_b" in cli.trainer.logged_metrics and "loss/cycle_b" not in cli.trainer.logged_metrics
@@ -735,7 +735,7 @@ def test_negative_warm_up_or_fade_is_refused():
 def test_selfie2anime_cpu_config_runs_three_batches(judge_data, judge_file, tmp_path):
     """The shipped real-data CPU config as it is (networks, losses, validation with a judge), on the
     built-in data with a held-out split, for three batches."""
-    from vitcycle.splits import make_split
+    from vitcycle.data.splits import make_split
 
     run = tmp_path / "run"  # the config's run folder (split, judge, checkpoints, logs) moved here
     make_split(judge_data / "trainA", judge_data / "trainB", run / "split", n_test=10, seed=0)

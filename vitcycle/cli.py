@@ -26,7 +26,7 @@ LIGHTNING_COMMANDS = {
 
 
 def _cmd_data_synth(args: argparse.Namespace) -> int:
-    from vitcycle.synthetic import make_synthetic_dataset
+    from vitcycle.data.synthetic import make_synthetic_dataset
 
     manifest = make_synthetic_dataset(
         args.out, n_train=args.n_train, n_val=args.n_val, size=args.size, seed=args.seed
@@ -36,7 +36,7 @@ def _cmd_data_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_split(args: argparse.Namespace) -> int:
-    from vitcycle.splits import make_split
+    from vitcycle.data.splits import make_split
 
     list_a, list_b = make_split(args.dir_a, args.dir_b, args.out, n_test=args.n_test, seed=args.seed)
     print(f"held-out test split: {list_a} and {list_b} ({args.n_test} images each, seed {args.seed})")
@@ -45,8 +45,8 @@ def _cmd_data_split(args: argparse.Namespace) -> int:
 
 def _cmd_data_align(args: argparse.Namespace) -> int:
     from vitcycle.console import one_line_warnings
-    from vitcycle.face_folder import align_folder
-    from vitcycle.faces import face_detector
+    from vitcycle.faces.detect import face_detector
+    from vitcycle.faces.folder import align_folder
 
     with one_line_warnings("vitcycle data align"):
         detector = face_detector(args.detector)
@@ -70,7 +70,7 @@ def _new_judge_file(args: argparse.Namespace) -> Path:
 def _cmd_judge_fit(args: argparse.Namespace) -> int:
     import json
 
-    from vitcycle.judge import JudgeEnsemble, fit_judge, save_judge
+    from vitcycle.quality.judge import JudgeEnsemble, fit_judge, save_judge
 
     out = _new_judge_file(args)
     if len(set(args.seed)) < len(args.seed):
@@ -94,7 +94,7 @@ def _cmd_judge_fit(args: argparse.Namespace) -> int:
 
 
 def _cmd_judge_combine(args: argparse.Namespace) -> int:
-    from vitcycle.judge import JudgeEnsemble, load_judge, save_judge
+    from vitcycle.quality.judge import JudgeEnsemble, load_judge, save_judge
 
     out = _new_judge_file(args)
     inputs = [Path(j).resolve() for j in args.judges]
@@ -133,10 +133,10 @@ def _say_replaced(paths: Sequence[object]) -> None:
 
 def _cmd_translate(args: argparse.Namespace) -> int:
     from vitcycle.console import one_line_warnings
-    from vitcycle.faces import face_detector
-    from vitcycle.imageio import read_image
-    from vitcycle.translate import PathTranslator, plan_translation
-    from vitcycle.translator import Translator
+    from vitcycle.data.imageio import read_image
+    from vitcycle.faces.detect import face_detector
+    from vitcycle.inference.files import PathTranslator, plan_translation
+    from vitcycle.inference.translator import Translator
 
     if args.paste_back and not args.face_crop:
         raise VitcycleError("--paste-back only applies with --face-crop; add --face-crop or drop --paste-back")
@@ -175,10 +175,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from vitcycle.console import one_line_warnings
+    from vitcycle.data.imageio import find_images
     from vitcycle.errors import InceptionWeightsError
-    from vitcycle.imageio import find_images
-    from vitcycle.metrics import format_report, run_eval, write_report
     from vitcycle.outputs import check_outputs
+    from vitcycle.quality.metrics import format_report, run_eval, write_report
 
     out = Path(args.out) if args.out else Path(args.ckpt).with_suffix(".eval.json")
     tests = [p for folder in (args.test_a, args.test_b) if Path(folder).exists() for p in [Path(folder), *find_images(folder)]]
@@ -204,7 +204,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print(format_report(report))
         print(f"paired metrics: {report['settings']['paired_ranges']}")
     if "domain" in report:
-        from vitcycle.domain_score import format_domain_table
+        from vitcycle.quality.domain_score import format_domain_table
 
         print(format_domain_table(report))
     print(f"report written to {write_report(report, out)}")
@@ -213,9 +213,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from vitcycle.console import one_line_warnings
-    from vitcycle.export import default_output, export_generator
+    from vitcycle.inference.export import default_output, export_generator
+    from vitcycle.inference.translator import Translator
     from vitcycle.outputs import check_outputs
-    from vitcycle.translator import Translator
 
     with one_line_warnings("vitcycle export"):
         out = args.out or default_output(args.ckpt, args.format, args.direction)
@@ -238,7 +238,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from vitcycle.serve import TranslationService, make_server
+    from vitcycle.inference.serve import TranslationService, make_server
 
     if args.max_upload_mb <= 0:
         raise VitcycleError(f"--max-upload-mb {args.max_upload_mb} must be positive")
@@ -390,7 +390,7 @@ def cli_main(args: Sequence[str] | None = None):
     """
     import warnings
 
-    from vitcycle.training_cli import PretrainCLI, VitCycleCLI
+    from vitcycle.training.cli import PretrainCLI, VitCycleCLI
 
     given = list(args) if args is not None else sys.argv[1:]
     if given and given[0] == "pretrain":

@@ -23,11 +23,11 @@ from urllib.parse import parse_qs, urlparse
 import cv2
 import numpy as np
 
-from vitcycle.align import align_faces, crop_face, paste_back
+from vitcycle.data.imageio import MAX_PIXELS, decode_image
 from vitcycle.errors import ImageReadError, VitcycleError
-from vitcycle.faces import face_detector
-from vitcycle.imageio import MAX_PIXELS, decode_image
-from vitcycle.translator import Translator
+from vitcycle.faces.align import align_faces, crop_face, paste_back
+from vitcycle.faces.detect import face_detector
+from vitcycle.inference.translator import Translator
 
 FACE_MODES = {"whole": "whole image", "face": "aligned face", "paste": "face pasted back", "paste_all": "every face pasted back"}
 DIRECTIONS = {"a2b": "A → B", "b2a": "B → A"}

@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vitcycle.judge import NEITHER, JudgeEnsemble
-from vitcycle.losses import luma
+from vitcycle.quality.judge import NEITHER, JudgeEnsemble
+from vitcycle.training.losses import luma
 
 LAYOUT_SIZE = 32
 """Side of the grayscale images compared by `layout_ssim`."""

@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vitcycle.data.imageio import find_images, listed_files, read_image, to_tensor
 from vitcycle.errors import JudgeError
-from vitcycle.imageio import find_images, listed_files, read_image, to_tensor
 from vitcycle.outputs import replaced_atomically
 
 CLASSES = ("a", "b", "neither")

@@ -6,7 +6,7 @@ Adversarial Networks" (equation numbers of the paper):
 - Adversarial, Eq. (1): L_GAN(G_ab, D_b) + L_GAN(G_ba, D_a). The paper trains with the
   least-squares form (Sec. 4, "lsgan", default); "hinge", "vanilla" and the relativistic average
   least-squares loss ("ralsgan", whose generator step also shows each discriminator real images)
-  are options (`vitcycle.losses.GAN_LOSSES`). The discriminator loss is halved, as in the paper.
+  are options (`vitcycle.training.losses.GAN_LOSSES`). The discriminator loss is halved, as in the paper.
 - Cycle consistency, Eq. (2): ||G_ba(G_ab(a)) - a||_1 + ||G_ab(G_ba(b)) - b||_1,
   weighted by lambda (Eq. 3), `lambda_cycle=10`.
 - Identity, Sec. 5.2 (Taigman et al.): ||G_ab(b) - b||_1 + ||G_ba(a) - a||_1, weighted by
@@ -31,7 +31,7 @@ Adversarial Networks" (equation numbers of the paper):
   not an easy cue; on the built-in data it speeds up learning (benchmarks/RESULTS.md). It can be
   annealed to 0 (`instance_noise_fade_steps`), as the paper does, so that fine texture counts again.
 - Optional differentiable augmentation of every discriminator input (`disc_augment`, DiffAugment,
-  Zhao et al. 2020; `vitcycle.diff_augment`): real and fake alike, in both steps, before the noise.
+  Zhao et al. 2020; `vitcycle.training.diff_augment`): real and fake alike, in both steps, before the noise.
 
 Full objective, Eq. (3): L = L_GAN(G_ab, D_b) + L_GAN(G_ba, D_a) + lambda * L_cyc (+ identity).
 Discriminators see fakes from an `ImagePool` of 50 (Sec. 4). Learning rates are constant for
@@ -65,14 +65,14 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from vitcycle.checkpoint import KEY, model_entry, plain_hyperparameters
-from vitcycle.compiling import CompileWhen, compile_graph_count, maybe_compile
-from vitcycle.diff_augment import DiffAugmentName, check_policy, diff_augment
-from vitcycle.domain_score import per_image_scores
-from vitcycle.ema import GeneratorEMA
 from vitcycle.errors import NonFiniteLossError, VitcycleError
-from vitcycle.image_pool import ImagePool
-from vitcycle.judge import A, B, load_judge
-from vitcycle.losses import (
+from vitcycle.quality.domain_score import per_image_scores
+from vitcycle.quality.judge import A, B, load_judge
+from vitcycle.training.compiling import CompileWhen, compile_graph_count, maybe_compile
+from vitcycle.training.diff_augment import DiffAugmentName, check_policy, diff_augment
+from vitcycle.training.ema import GeneratorEMA
+from vitcycle.training.image_pool import ImagePool
+from vitcycle.training.losses import (
     GAN_LOSSES,
     RELATIVISTIC,
     CycleSpace,
@@ -83,8 +83,8 @@ from vitcycle.losses import (
     gradient_penalty,
     scales,
 )
-from vitcycle.patch_nce import PatchNCE
-from vitcycle.pretrain import load_generator_weights, load_pretrained_generator
+from vitcycle.training.patch_nce import PatchNCE
+from vitcycle.training.pretrain import load_generator_weights, load_pretrained_generator
 
 
 def _plus_noise(x: Tensor, std: float, rng: torch.Generator) -> Tensor:
@@ -126,7 +126,7 @@ class CycleGAN(pl.LightningModule):
         lambda_cycle_b: weight of the B -> A -> B cycle alone, if it should differ (None: `lambda_cycle`).
             That cycle asks a translated A to keep all it needs to rebuild B (an anime face's hair
             colour, say), which a real A need not show; a lower weight frees `gen_ba`.
-        lambda_nce_b: weight of CUT's PatchNCE loss (`vitcycle.patch_nce`) between `gen_ba`'s
+        lambda_nce_b: weight of CUT's PatchNCE loss (`vitcycle.training.patch_nce`) between `gen_ba`'s
             translation of B and its input, seen through `gen_ba`'s own encoder (a ViTTranslator);
             0 disables it. With `lambda_cycle_b: 0` it replaces the B cycle, whose generator call is
             then skipped: `gen_ba` must keep B's content, not what rebuilds B.
@@ -156,7 +156,7 @@ class CycleGAN(pl.LightningModule):
         instance_noise_fade_steps: if > 0, that std falls linearly to 0 over this many batches (noise
             hides texture finer than it, so a blurred fake passes; annealed, the discriminators see it again).
         disc_augment: DiffAugment transforms applied, in this order, to every discriminator input
-            ("color", "translation", "cutout"; `vitcycle.diff_augment`); empty: none. The gradient
+            ("color", "translation", "cutout"; `vitcycle.training.diff_augment`); empty: none. The gradient
             penalty, on interpolates of real and generated images, sees them unaugmented.
         ema_decay: decay of the generators' exponential moving average.
         decay_start_epoch: epochs at the initial learning rate before the linear decay.

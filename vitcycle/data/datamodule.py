@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from vitcycle.errors import DataError, ImageReadError, ImageTooLargeError
-from vitcycle.imageio import (
+from vitcycle.data.imageio import (
     IMAGE_EXTENSIONS,
     MAX_PIXELS,
     find_images,

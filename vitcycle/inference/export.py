@@ -27,8 +27,8 @@ import torch
 from torch import Tensor, nn
 
 from vitcycle.errors import ExportError
+from vitcycle.inference.translator import Direction, Translator
 from vitcycle.outputs import replaced_atomically
-from vitcycle.translator import Direction, Translator
 
 ExportFormat = Literal["onnx", "torchscript"]
 SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}

@@ -3,7 +3,7 @@
 `plan_translation` maps an image, a video or a folder of them to output paths and refuses unsafe
 combinations before anything is computed. `PathTranslator` translates the plan file by file with a
 progress bar: images in batches, videos frame by frame, optionally aligned face crops
-(`vitcycle.align`) pasted back or not, skipping unreadable inputs with a warning.
+(`vitcycle.faces.align`) pasted back or not, skipping unreadable inputs with a warning.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from vitcycle.align import Alignment, align_faces, crop_face, paste_back
+from vitcycle.data.imageio import IMAGE_EXTENSIONS, MAX_PIXELS, find_files, read_image, write_image
 from vitcycle.errors import ImageReadError, ImageTooLargeError, TranslateError, VitcycleError, VitcycleWarning
-from vitcycle.faces import FaceDetector
-from vitcycle.imageio import IMAGE_EXTENSIONS, MAX_PIXELS, find_files, read_image, write_image
+from vitcycle.faces.align import Alignment, align_faces, crop_face, paste_back
+from vitcycle.faces.detect import FaceDetector
+from vitcycle.inference.translator import Translator
 from vitcycle.outputs import replaced_atomically
-from vitcycle.translator import Translator
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 """Video file endings `vitcycle translate` reads and writes (compared case-insensitively)."""

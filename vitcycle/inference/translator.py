@@ -24,8 +24,8 @@ import torch
 from torch import Tensor, nn
 
 from vitcycle.checkpoint import build_generator, load_checkpoint, model_spec
+from vitcycle.data.imageio import to_tensor
 from vitcycle.errors import CheckpointError, StyleError, VitcycleError, VitcycleWarning
-from vitcycle.imageio import to_tensor
 
 Direction = Literal["a2b", "b2a"]
 

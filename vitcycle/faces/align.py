@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from vitcycle.errors import VitcycleError
-from vitcycle.faces import Face, FaceDetector
+from vitcycle.faces.detect import Face, FaceDetector
 
 EYE_LINE = 0.351
 """Height of the eye line in an aligned face, as a share of the crop side (median of MTCNN on 573 of the first 600 U-GAT-IT selfies)."""

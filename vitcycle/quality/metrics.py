@@ -33,7 +33,7 @@ from vitcycle.errors import InceptionWeightsError, VitcycleError
 from vitcycle.outputs import replaced_atomically
 
 if TYPE_CHECKING:
-    from vitcycle.judge import JudgeEnsemble
+    from vitcycle.quality.judge import JudgeEnsemble
 
 INCEPTION_FILENAME = "weights-inception-2015-12-05-6726825d.pth"
 """torch-fidelity's InceptionV3 weights, as torch.hub caches them under <hub dir>/checkpoints/."""
@@ -244,8 +244,8 @@ def find_pairs_manifest(test_a: Path, test_b: Path) -> Path | None:
 
 
 def _read_all(paths: Sequence[Path], skipped: list[str]) -> Iterator[tuple[Path, np.ndarray]]:
+    from vitcycle.data.imageio import read_image
     from vitcycle.errors import ImageReadError, VitcycleWarning
-    from vitcycle.imageio import read_image
 
     for path in paths:
         try:
@@ -285,7 +285,7 @@ def run_eval(
     judge: str | os.PathLike | None = None,
 ) -> dict:
     """Translate test A -> B and test B -> A with a checkpoint; FID/KID per direction, paired metrics,
-    and with a judge the domain score (`vitcycle.domain_score`) of the model and of baselines.
+    and with a judge the domain score (`vitcycle.quality.domain_score`) of the model and of baselines.
 
     Args:
         ckpt: CycleGAN checkpoint (through `Translator.from_checkpoint`).
@@ -311,12 +311,12 @@ def run_eval(
         The report: per direction FID, KID, the paired metrics; the identity baseline; with a
         judge "domain" (per direction and method) and "judge_accuracy"; settings.
     """
-    from vitcycle.domain_score import cartoon
+    from vitcycle.data.imageio import find_images, read_pairs_manifest
     from vitcycle.errors import DataError
-    from vitcycle.imageio import find_images, read_pairs_manifest
-    from vitcycle.judge import arrays_to_tensor, load_judge
-    from vitcycle.translate import batched
-    from vitcycle.translator import Translator, resize_image, resolve_device
+    from vitcycle.inference.files import batched
+    from vitcycle.inference.translator import Translator, resize_image, resolve_device
+    from vitcycle.quality.domain_score import cartoon
+    from vitcycle.quality.judge import arrays_to_tensor, load_judge
 
     if batch_size < 1:
         raise VitcycleError(f"batch size {batch_size} must be at least 1")
@@ -441,8 +441,8 @@ def _domain_report(judge: JudgeEnsemble, judged: dict[str, dict[str, Tensor]]) -
 
     `judged[src]` holds "input", "fake", "rec", "cartoon": (N, 3, S, S) tensors in [-1, 1].
     """
-    from vitcycle.domain_score import DomainScore, judge_batch, spread, target_by_judge
-    from vitcycle.judge import A, B
+    from vitcycle.quality.domain_score import DomainScore, judge_batch, spread, target_by_judge
+    from vitcycle.quality.judge import A, B
 
     label = {"a": A, "b": B}
     ensemble = len(judge.members) > 1  # then each member's own shares too
@@ -474,7 +474,7 @@ def _domain_report(judge: JudgeEnsemble, judged: dict[str, dict[str, Tensor]]) -
 
 def write_grid(rows: Sequence[Sequence[np.ndarray]], path: str | os.PathLike, cell: int = 128) -> Path:
     """Write RGB uint8 images as a PNG grid, one row per sequence, each image resized to `cell` px."""
-    from vitcycle.imageio import write_image
+    from vitcycle.data.imageio import write_image
 
     def fit(img: np.ndarray) -> np.ndarray:
         return cv2.resize(img, (cell, cell), interpolation=cv2.INTER_AREA if img.shape[0] > cell else cv2.INTER_NEAREST)

@@ -1,6 +1,6 @@
 """`vitcycle data align`: a folder of photos -> a folder of aligned face crops to train on.
 
-Each photo's largest face (or every face) is aligned as `vitcycle.align` does for translation, so
+Each photo's largest face (or every face) is aligned as `vitcycle.faces.align` does for translation, so
 a model trained on the output sees faces framed the way `translate --face-crop` will show them.
 Paths are planned as `vitcycle translate` plans them (mirrored folders, no input overwritten).
 """
@@ -16,11 +16,11 @@ from pathlib import Path
 import cv2
 from tqdm.auto import tqdm
 
-from vitcycle.align import align_faces, crop_face
+from vitcycle.data.imageio import MAX_PIXELS, read_image, write_image
 from vitcycle.errors import ImageReadError, ImageTooLargeError, VitcycleError, VitcycleWarning
-from vitcycle.faces import FaceDetector
-from vitcycle.imageio import MAX_PIXELS, read_image, write_image
-from vitcycle.translate import plan_translation
+from vitcycle.faces.align import align_faces, crop_face
+from vitcycle.faces.detect import FaceDetector
+from vitcycle.inference.files import plan_translation
 
 
 @dataclass
@@ -39,7 +39,7 @@ def align_folder(
     """Write the aligned face crops (size x size) of the photos under `input` to `output`.
 
     The largest face keeps the photo's name; with `all_faces` the others are `<name>_face2`, ...
-    geometry: `eye_line`, `eye_distance` (see `vitcycle.align`).
+    geometry: `eye_line`, `eye_distance` (see `vitcycle.faces.align`).
     """
     if size < 8:
         raise VitcycleError(f"aligned face size {size} is too small; give at least 8 pixels")

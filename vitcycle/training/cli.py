@@ -10,9 +10,9 @@ from typing import Any
 
 from pytorch_lightning.cli import LightningCLI
 
-from vitcycle.data import UnpairedImageDataModule
+from vitcycle.data.datamodule import UnpairedImageDataModule
 from vitcycle.errors import VitcycleError
-from vitcycle.module import CycleGAN
+from vitcycle.training.cyclegan import CycleGAN
 
 NETWORKS = ("gen_ab", "gen_ba", "disc_a", "disc_b")
 LIGHTNING_CKPT_KEYWORDS = ("last", "best", "hpc", "registry")
@@ -152,7 +152,7 @@ class PretrainCLI(_RunFolder, LightningCLI):
         return {"fit": LightningCLI.subcommands()["fit"]}
 
     def __init__(self, *args, **kwargs) -> None:
-        from vitcycle.pretrain import MaskedInpainting
+        from vitcycle.training.pretrain import MaskedInpainting
 
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("auto_configure_optimizers", False)
