@@ -113,3 +113,75 @@ def test_generators_record_their_own_arguments() -> None:
     with pytest.warns(UserWarning, match="gen_ab is not recorded in the checkpoint"):
         entry = model_entry({"gen_ab": gen, "gen_ba": nn.Identity()})
     assert entry == {"format": 1, "generators": {"gen_ab": None, "gen_ba": None}, "image_size": SIZE}
+
+
+# ---------------------------------------------------------------- checkpoints from before the option groups
+
+FLAT = Path(__file__).parent / "data/cyclegan_flat_options.ckpt"
+"""A one-epoch `vitcycle fit` of tiny networks (4 batches of 4, 32 px, the built-in data), written by vitcycle at
+commit 4cb106e: flat hyperparameters (lambda_cycle_b 2.5, cycle_b_space luma, cycle_b_downsample 2,
+identity_fade_steps 3, source_negatives, instance_noise 0.05, warmup_steps 2, pool_size 4) and generators of the
+ViTTranslator defaults of that day (global_residual, pixel_shuffle)."""
+FLAT_AS_GROUPS = {
+    "cycle_a": {"weight": 5.0},
+    "cycle_b": {"weight": 2.5, "space": "luma", "downsample": 2},
+    "identity": {"weight": 0.5, "fade_batches": 3},
+    "disc_input": {"pool_size": 4, "source_negatives": True, "instance_noise": 0.05},
+    "schedule": {"warmup_batches": 2, "decay_start_epoch": 2, "decay_epochs": 2},
+}
+
+
+def test_flat_hyperparameters_migrate_to_the_groups() -> None:
+    from vitcycle.training.options import migrate_flat
+
+    saved = torch.load(FLAT, weights_only=True)["hyper_parameters"]
+    grouped, removed = migrate_flat(saved)
+    for group, fields in FLAT_AS_GROUPS.items():
+        assert {k: grouped[group][k] for k in fields} == fields, group
+    assert grouped["gradient_penalty"] == {"weight": 0.0, "center": 1.0}
+    assert grouped["compile"] == {"when": "never", "mode": None, "backend": "inductor"}
+    assert removed == [] and "lambda_cycle" not in grouped and "blurred_negatives" not in grouped
+    _, removed = migrate_flat({**saved, "blurred_negatives": 2, "gan_loss": "ralsgan"})
+    assert removed == ["blurred_negatives: 2", "gan_loss: ralsgan"]
+    assert migrate_flat(grouped) == (grouped, [])  # grouped ones stay as they are
+    # a resume compares the config with the migrated options, and names what it changes
+    from vitcycle.training.cli import check_resume
+
+    changes = check_resume(str(FLAT), {"cycle_b": {"weight": 5.0, "space": "luma", "downsample": 2}})
+    assert changes == ["cycle_b: {'weight': 2.5, 'space': 'luma', 'downsample': 2} -> "
+                       "{'weight': 5.0, 'space': 'luma', 'downsample': 2}"]
+
+
+def test_a_checkpoint_from_before_the_groups_translates_and_resumes(tiny_data: Path, tmp_path: Path, capsys) -> None:
+    from tiny import tiny_config
+
+    from vitcycle.cli import cli_main
+
+    x = torch.rand(2, 3, SIZE, SIZE) * 2 - 1  # (2, 3, H, W)
+    for direction in ("a2b", "b2a"):
+        translator = Translator.from_checkpoint(FLAT, direction, device="cpu")
+        assert translator.generator.global_residual and translator.translate_tensor(x).shape == x.shape
+    old_vit = {**TINY_VIT, "global_residual": True, "upsample": "pixel_shuffle"}
+    gen = {"class_path": "vitcycle.models.ViTTranslator", "init_args": old_vit}
+    config = tiny_config(tmp_path, tiny_data, gen_ab=gen, gen_ba=gen, **FLAT_AS_GROUPS)
+    resumed = cli_main(["fit", "--config", str(config), "--trainer.max_epochs=2", f"--ckpt_path={FLAT}"])
+    assert resumed.trainer.global_step == 16  # 1 epoch of 4 batches in the file, one more here
+    assert "hyperparameters changed" not in capsys.readouterr().err  # the migrated options equal the config's
+    assert resumed.model.cycle_b.space == "luma" and resumed.model.disc_input.pool_size == 4
+
+
+def test_a_legacy_named_size_gets_the_generator_defaults_of_its_day(tmp_path: Path) -> None:
+    """LightningCLI's hyperparameters of a named size hold only what its config set: a file without the
+    `vitcycle` entry and without global_residual/upsample was trained with the defaults of then."""
+
+    def legacy_without_defaults(ckpt: dict) -> None:
+        ckpt.pop("vitcycle")
+        for name in ("gen_ab", "gen_ba"):
+            for key in ("global_residual", "upsample"):
+                del ckpt["hyper_parameters"][name]["init_args"][key]
+
+    old = edited_checkpoint(FLAT, tmp_path / "legacy.ckpt", legacy_without_defaults)
+    x = torch.rand(1, 3, SIZE, SIZE) * 2 - 1
+    expected = Translator.from_checkpoint(FLAT, "a2b", device="cpu").translate_tensor(x)
+    torch.testing.assert_close(Translator.from_checkpoint(old, "a2b", device="cpu").translate_tensor(x), expected,
+                               atol=0, rtol=0)

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny import TINY_DISC, TINY_VIT, tiny_config
+from tiny import tiny_config, tiny_cyclegan
 
 from vitcycle.errors import VitcycleError
-from vitcycle.models import PatchDiscriminator, ViTTranslator
 from vitcycle.training.cli import VitCycleCLI
-from vitcycle.training.cyclegan import CycleGAN
 from vitcycle.training.diff_augment import (
     CUTOUT_RATIO,
     TRANSFORMS,
@@ -96,22 +94,19 @@ def test_the_policy_applies_in_order_and_an_empty_policy_is_the_input():
 
 
 def test_bad_policies_are_refused_with_the_name():
-    with pytest.raises(VitcycleError, match=r"disc_augment: unknown transform 'flip'; choose from 'color', 'translation', 'cutout'"):
+    with pytest.raises(VitcycleError, match=r"disc_input.augment: unknown transform 'flip'; choose from 'color', 'translation', 'cutout'"):
         check_policy(["translation", "flip"])
-    with pytest.raises(VitcycleError, match=r"disc_augment names a transform twice"):
+    with pytest.raises(VitcycleError, match=r"disc_input.augment names a transform twice"):
         check_policy(["cutout", "cutout"])
     with pytest.raises(VitcycleError, match=r"unknown transform 'flip'"):
-        CycleGAN(ViTTranslator(**TINY_VIT), ViTTranslator(**TINY_VIT), PatchDiscriminator(**TINY_DISC),
-                 PatchDiscriminator(**TINY_DISC), disc_augment=["flip"])
+        tiny_cyclegan(disc_input={"augment": ["flip"]})
 
 
 def test_every_discriminator_input_is_cut_out_in_both_steps():
-    """disc_augment=["cutout"]: each image a discriminator sees (real, pooled fake, source negative; in the
+    """disc_input.augment=["cutout"]: each image a discriminator sees (real, pooled fake, source negative; in the
     discriminator step and in the generators' step) has its zeroed square; the generators' outputs do not."""
     torch.manual_seed(0)
-    module = CycleGAN(ViTTranslator(**TINY_VIT), ViTTranslator(**TINY_VIT), PatchDiscriminator(**TINY_DISC),
-                      PatchDiscriminator(**TINY_DISC), source_negatives=True, instance_noise=0.0,
-                      disc_augment=["cutout"])
+    module = tiny_cyclegan(disc_input={"source_negatives": True, "augment": ["cutout"]})
     seen: list[torch.Tensor] = []
     for disc in (module.disc_a, module.disc_b):
         disc.register_forward_pre_hook(lambda _, args: seen.append(args[0].detach()))
@@ -127,10 +122,10 @@ def test_every_discriminator_input_is_cut_out_in_both_steps():
 
 
 def test_disc_augment_from_the_config_trains(tiny_data, tmp_path):
-    """`disc_augment: [translation, cutout]` in the YAML reaches the module, and a fit with it saves a
+    """`disc_input: {augment: [translation, cutout]}` in the YAML reaches the module, and a fit with it saves a
     checkpoint whose hyperparameters name the policy."""
-    config = tiny_config(tmp_path, tiny_data, disc_augment=["translation", "cutout"])
+    config = tiny_config(tmp_path, tiny_data, disc_input={"augment": ["translation", "cutout"]})
     cli = VitCycleCLI(args=["fit", "--config", str(config), "--trainer.max_steps", "4"])
-    assert list(cli.model.hparams.disc_augment) == ["translation", "cutout"]
+    assert list(cli.model.disc_input.augment) == ["translation", "cutout"]
     ckpt = torch.load(tmp_path / "ckpt" / "last.ckpt", map_location="cpu", weights_only=True)
-    assert list(ckpt["hyper_parameters"]["disc_augment"]) == ["translation", "cutout"]
+    assert list(ckpt["hyper_parameters"]["disc_input"]["augment"]) == ["translation", "cutout"]

@@ -99,3 +99,26 @@ def read_rgb(path: Path) -> np.ndarray:
     bgr = cv2.imread(str(path))
     assert bgr is not None, path
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def tiny_cyclegan(gen: dict | None = None, gen_ba: object = None, **options):
+    """A CycleGAN of tiny ViT generators (`TINY_VIT`, updated by `gen`) and PatchGAN discriminators, for 32 px
+    batches built in Python. `options` as CycleGAN takes them; option groups may be given as dicts
+    (`cycle_b={"space": "luma"}`); `gen_ba` replaces the second generator (a ResNet, say)."""
+    from vitcycle.models import PatchDiscriminator, ViTTranslator
+    from vitcycle.training.cyclegan import CycleGAN
+    from vitcycle.training.options import (
+        Compile,
+        CycleLoss,
+        DiscriminatorInput,
+        GradientPenalty,
+        IdentityLoss,
+        Schedule,
+    )
+
+    groups = {"cycle_a": CycleLoss, "cycle_b": CycleLoss, "identity": IdentityLoss, "disc_input": DiscriminatorInput,
+              "gradient_penalty": GradientPenalty, "schedule": Schedule, "compile": Compile}
+    options = {k: groups[k](**v) if k in groups and isinstance(v, dict) else v for k, v in options.items()}
+    vit = {**TINY_VIT, **(gen or {})}
+    return CycleGAN(ViTTranslator(**vit), gen_ba if gen_ba is not None else ViTTranslator(**vit),
+                    PatchDiscriminator(**TINY_DISC), PatchDiscriminator(**TINY_DISC), **options)

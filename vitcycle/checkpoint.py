@@ -19,6 +19,7 @@ Reading is safe for files from strangers: `safe_load` is `torch.load(weights_onl
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
 import warnings
@@ -72,6 +73,8 @@ def _plain(value: Any) -> Any:
             return f"{type(value).__module__}.{type(value).__qualname__}"
     if value is None or isinstance(value, bool | int | float | str | torch.Tensor | torch.dtype):
         return value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # an option group: its fields
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, list | tuple):
         return type(value)(_plain(v) for v in value)
     if isinstance(value, Mapping):
@@ -138,6 +141,20 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     return ckpt
 
 
+_OLD_VIT_DEFAULTS = {"global_residual": True, "upsample": "pixel_shuffle"}
+"""ViTTranslator defaults before they became the recipes' (format 1 records every argument; LightningCLI's
+hyperparameters of a named size such as vit_tiny_p8 hold only the arguments its config set)."""
+
+
+def _with_old_defaults(spec: Any) -> Any:
+    """A generator spec of the LightningCLI layout with the ViTTranslator defaults of its day filled in."""
+    if not isinstance(spec, Mapping) or not str(spec.get("class_path", "")).startswith("vitcycle.models."):
+        return spec
+    if spec["class_path"].endswith(("ResnetGenerator", "PatchDiscriminator")):
+        return spec
+    return {**spec, "init_args": {**_OLD_VIT_DEFAULTS, **(spec.get("init_args") or {})}}
+
+
 def model_spec(ckpt: Mapping, source: Path) -> dict[str, Any]:
     """The `vitcycle` entry of a loaded checkpoint (format 1), migrated from LightningCLI's
     hyperparameters for files written before it.
@@ -150,7 +167,8 @@ def model_spec(ckpt: Mapping, source: Path) -> dict[str, Any]:
         hparams = ckpt.get("hyper_parameters") or {}
         data = ckpt.get("datamodule_hyper_parameters")
         image_size = data.get("image_size") if isinstance(data, Mapping) else None
-        return {"format": FORMAT, "generators": {n: hparams.get(n) for n in GENERATORS}, "image_size": image_size}
+        generators = {n: _with_old_defaults(hparams.get(n)) for n in GENERATORS}
+        return {"format": FORMAT, "generators": generators, "image_size": image_size}
     version = entry.get("format") if isinstance(entry, Mapping) else None
     if not isinstance(version, int) or not isinstance(entry.get("generators"), Mapping):
         raise CheckpointError(f"{source}: its {KEY} entry is malformed (no format number or generators)")

@@ -13,6 +13,7 @@ from pytorch_lightning.cli import LightningCLI
 from vitcycle.data.datamodule import UnpairedImageDataModule
 from vitcycle.errors import VitcycleError
 from vitcycle.training.cyclegan import CycleGAN
+from vitcycle.training.options import migrate_flat
 
 NETWORKS = ("gen_ab", "gen_ba", "disc_a", "disc_b")
 LIGHTNING_CKPT_KEYWORDS = ("last", "best", "hpc", "registry")
@@ -48,6 +49,7 @@ def check_resume(path: str, given: dict) -> list[str]:
     saved = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     if not isinstance(saved, dict) or not isinstance(ckpt.get("state_dict"), dict):
         raise VitcycleError(f"--ckpt_path {path} is not a checkpoint of `vitcycle fit` (no hyper_parameters/state_dict)")
+    saved, removed = migrate_flat(saved)  # a checkpoint from before the option groups
     source = Path(path)
     effective = {k: (_built_spec(saved[k], source), _built_spec(given[k], source)) if k.startswith("gen_") else (saved[k], given[k])
                  for k in NETWORKS if k in saved and k in given}
@@ -57,8 +59,9 @@ def check_resume(path: str, given: dict) -> list[str]:
             f"--ckpt_path {path} was trained with other networks ({', '.join(nets)}) than the --config given; "
             "resume with the config it was trained with"
         )
-    return [f"{k}: {saved[k]} -> {given[k]}" for k in sorted(given.keys() & saved.keys())
-            if k not in NETWORKS and not k.startswith("_") and _differs(saved[k], given[k])]
+    changed = [f"{k}: {saved[k]} -> {given[k]}" for k in sorted(given.keys() & saved.keys())
+               if k not in NETWORKS and not k.startswith("_") and _differs(saved[k], given[k])]
+    return changed + [f"{option} -> removed from vitcycle (benchmarks/RESULTS.md, the ledger)" for option in removed]
 
 
 def link_image_size(section: Any) -> None:

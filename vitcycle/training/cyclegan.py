@@ -3,58 +3,32 @@
 Losses of Zhu et al. 2017, "Unpaired Image-to-Image Translation using Cycle-Consistent
 Adversarial Networks" (equation numbers of the paper):
 
-- Adversarial, Eq. (1): L_GAN(G_ab, D_b) + L_GAN(G_ba, D_a). The paper trains with the
-  least-squares form (Sec. 4, "lsgan", default); "hinge", "vanilla" and the relativistic average
-  least-squares loss ("ralsgan", whose generator step also shows each discriminator real images)
-  are options (`vitcycle.training.losses.GAN_LOSSES`). The discriminator loss is halved, as in the paper.
-- Cycle consistency, Eq. (2): ||G_ba(G_ab(a)) - a||_1 + ||G_ab(G_ba(b)) - b||_1,
-  weighted by lambda (Eq. 3), `lambda_cycle=10`.
-- Identity, Sec. 5.2 (Taigman et al.): ||G_ab(b) - b||_1 + ||G_ba(a) - a||_1, weighted by
-  `lambda_identity * lambda_cycle` (0.5 * 10), as in the reference implementation.
-- Options for the B -> A -> B cycle, which makes a translated A keep what rebuilds B (an anime
-  face's hair colour): its own weight (`lambda_cycle_b`), a luminance-only L1 (`cycle_b_space`),
-  an L1 at a lower resolution (`cycle_b_downsample`), or CUT's PatchNCE on `gen_ba` in its place
-  (`lambda_nce_b`, Park et al. 2020). The A -> B -> A cycle may compare block means too
-  (`cycle_a_downsample`); on selfie2anime that held both generators near their inputs (RESULTS.md).
-- Optional source negatives (`source_negatives`): each discriminator also sees the other domain's
-  real images as fakes (a selfie is no anime face), so a translation that keeps its source's look
-  (anime eyes on a photo) is told apart from the start, not only once its fakes have taught it.
-- Optional blurred negatives (`blurred_negatives`): each discriminator also sees its own domain's
-  real images at a lower resolution as fakes, so a blurred translation is told apart from the start
-  (negative data augmentation, Sinha et al. 2021).
-- Optional cycle noise (`cycle_noise`): Gaussian noise on each translation before it is translated
-  back, so the cycle cannot be closed by detail hidden below the noise (steganography, Chu et al.
-  2017; the "self-defence" of Bashkirova et al. 2019); `cycle_noise_b` sets the B cycle's apart.
-- Optional gradient penalty on the discriminators (`lambda_gp`, Gulrajani et al. 2017).
-- Optional instance noise (`instance_noise`, Sønderby et al. 2017): Gaussian noise on every
-  discriminator input, real and fake, so that pixel noise (photos have it, drawings do not) is
-  not an easy cue; on the built-in data it speeds up learning (benchmarks/RESULTS.md). It can be
-  annealed to 0 (`instance_noise_fade_steps`), as the paper does, so that fine texture counts again.
-- Optional differentiable augmentation of every discriminator input (`disc_augment`, DiffAugment,
-  Zhao et al. 2020; `vitcycle.training.diff_augment`): real and fake alike, in both steps, before the noise.
+- Adversarial, Eq. (1): L_GAN(G_ab, D_b) + L_GAN(G_ba, D_a), least squares by default (Sec. 4;
+  `gan_loss`: "hinge", "vanilla"); the discriminator loss is halved, as in the paper.
+- Cycle consistency, Eq. (2), one `CycleLoss` per direction (weight, colour space, block size):
+  ||G_ba(G_ab(a)) - a||_1 (`cycle_a`) and ||G_ab(G_ba(b)) - b||_1 (`cycle_b`); paper: weight 10.
+- Identity, Sec. 5.2: ||G_ab(b) - b||_1 + ||G_ba(a) - a||_1, weighted `identity.weight * cycle_a.weight`.
+- Options: CUT's PatchNCE on `gen_ba` (`lambda_nce_b`, Park et al. 2020); what the discriminators
+  see (`disc_input`: history pool, source negatives, instance noise, DiffAugment); a gradient
+  penalty (`gradient_penalty`); the learning-rate `schedule`; `torch.compile` (`compile`). Each
+  group is a dataclass of `vitcycle.training.options`.
 
 Full objective, Eq. (3): L = L_GAN(G_ab, D_b) + L_GAN(G_ba, D_a) + lambda * L_cyc (+ identity).
-Discriminators see fakes from an `ImagePool` of 50 (Sec. 4). Learning rates are constant for
-`decay_start_epoch` epochs, then fall linearly towards zero over `decay_epochs` (and stay at zero), stepped explicitly
-because Lightning ignores scheduler intervals under manual optimization; runs shorter than an epoch or two
-decay over batches instead (`decay_start_batch`, `decay_batches`). EMA copies of both
-generators (`gen_ab_ema`, `gen_ba_ema`) are used for validation, translation and export.
+EMA copies of both generators (`gen_ab_ema`, `gen_ba_ema`) are used for validation, translation
+and export.
 
 Passes that do not depend on each other share one forward call: `gen_ab` translates real A and,
 for the identity loss, real B in one batch; `gen_ba` translates real B, reconstructs A from fake
 B and (identity) maps real A in one batch; each discriminator judges its real and fake images in
-one batch. So a step makes three generator calls instead of five. On small batches one call of
-twice the size costs much less than two calls (about 18% of a quickstart step on a CPU; on a GPU,
-where a small step is bound by kernel launches, more). It assumes that the networks treat every image on its own, as
-InstanceNorm, LayerNorm and attention over one image's tokens do; a generator or discriminator
-with BatchNorm would mix real and fake statistics.
+one batch. So a step makes three generator calls instead of five (on small CPU batches about 18%
+of a step; on a GPU, where a small step is bound by kernel launches, more). It assumes networks
+that treat every image on its own (InstanceNorm, LayerNorm, attention within an image); BatchNorm
+would mix real and fake statistics.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from typing import get_args
 
 import pytorch_lightning as pl
 import torch
@@ -68,20 +42,18 @@ from vitcycle.checkpoint import KEY, model_entry, plain_hyperparameters
 from vitcycle.errors import NonFiniteLossError, VitcycleError
 from vitcycle.quality.domain_score import per_image_scores
 from vitcycle.quality.judge import A, B, load_judge
-from vitcycle.training.compiling import CompileWhen, compile_graph_count, maybe_compile
-from vitcycle.training.diff_augment import DiffAugmentName, check_policy, diff_augment
+from vitcycle.training.compiling import compile_graph_count, maybe_compile
+from vitcycle.training.diff_augment import diff_augment
 from vitcycle.training.ema import GeneratorEMA
 from vitcycle.training.image_pool import ImagePool
-from vitcycle.training.losses import (
-    GAN_LOSSES,
-    RELATIVISTIC,
-    CycleSpace,
-    DiscOutput,
-    GanLossName,
-    blurred,
-    cycle_l1,
-    gradient_penalty,
-    scales,
+from vitcycle.training.losses import GAN_LOSSES, DiscOutput, GanLossName, cycle_l1, gradient_penalty, scales
+from vitcycle.training.options import (
+    Compile,
+    CycleLoss,
+    DiscriminatorInput,
+    GradientPenalty,
+    IdentityLoss,
+    Schedule,
 )
 from vitcycle.training.patch_nce import PatchNCE
 from vitcycle.training.pretrain import load_generator_weights, load_pretrained_generator
@@ -117,72 +89,30 @@ class CycleGAN(pl.LightningModule):
         gen_ba: generator from domain B to domain A.
         disc_a: discriminator of real vs. fake A images (e.g. `PatchDiscriminator`).
         disc_b: discriminator of real vs. fake B images.
-        optimizer_gen: optimizer of both generators (Adam, lr 2e-4, betas (0.5, 0.999) in the configs).
+        optimizer_gen: optimizer of both generators (Adam, lr 2e-4, betas (0.5, 0.999) in the paper).
         optimizer_disc: optimizer of both discriminators.
-        gan_loss: adversarial loss, "lsgan" (paper default), "hinge", "vanilla" or "ralsgan" (relativistic
-            average LSGAN: each discriminator then also judges a batch of real images in the generator step;
-            at the selfie2anime CPU recipe's learning rates it saturated both generators, benchmarks/RESULTS.md).
-        lambda_cycle: weight of the cycle L1 loss (paper: 10).
-        lambda_cycle_b: weight of the B -> A -> B cycle alone, if it should differ (None: `lambda_cycle`).
-            That cycle asks a translated A to keep all it needs to rebuild B (an anime face's hair
-            colour, say), which a real A need not show; a lower weight frees `gen_ba`.
-        lambda_nce_b: weight of CUT's PatchNCE loss (`vitcycle.training.patch_nce`) between `gen_ba`'s
-            translation of B and its input, seen through `gen_ba`'s own encoder (a ViTTranslator);
-            0 disables it. With `lambda_cycle_b: 0` it replaces the B cycle, whose generator call is
-            then skipped: `gen_ba` must keep B's content, not what rebuilds B.
-        cycle_b_space: "rgb", or "luma": the B cycle compares luminance alone, so a translated A
-            need not carry B's hues (`gen_ab` restores them as it likes); the A cycle stays RGB.
-        cycle_b_downsample: the B cycle compares means of blocks this many pixels wide (1: pixels), so
-            a translated A need not carry B's finer detail (an anime face's outlined eyes).
-        cycle_a_downsample: the same for the A cycle (1: pixels). Meant to stop teaching `gen_ba` to rebuild
-            A's lost detail by L1 regression; on selfie2anime it held both generators near their inputs.
-        lambda_identity: weight of the identity L1 loss relative to `lambda_cycle` (paper: 0.5).
-        identity_fade_steps: if > 0, the identity weight falls linearly from `lambda_identity` to 0
-            over this many batches (it keeps a new generator near the input early, then lets go).
-        source_negatives: each discriminator also takes the other domain's real images as fakes
-            (`d_out/fake_*` then averages over every kind of fake the discriminator is shown).
-        blurred_negatives: if > 0, each discriminator also takes its own domain's real images, reduced
-            to means of blocks this many pixels wide and resized back (bilinear), as fakes; 0 disables it.
-            The gradient penalty, as with source negatives, pairs real images with generated fakes only.
-        cycle_noise: std of Gaussian noise added to each translation before it is translated back for
-            the cycle losses (the adversarial losses see it clean); 0 disables it.
-        cycle_noise_b: that std for the B -> A -> B cycle alone (on the translated A), if it should
-            differ (None: `cycle_noise`).
-        lambda_gp: weight of the discriminator gradient penalty; 0 disables it.
-        gp_center: target gradient norm of the penalty (1: WGAN-GP, 0: zero-centred).
-        pool_size: size of each fake-image history pool; 0 disables the pools.
-        instance_noise: std of Gaussian noise added to every discriminator input, real and fake
-            (Sønderby et al. 2017); 0 disables it.
-        instance_noise_fade_steps: if > 0, that std falls linearly to 0 over this many batches (noise
-            hides texture finer than it, so a blurred fake passes; annealed, the discriminators see it again).
-        disc_augment: DiffAugment transforms applied, in this order, to every discriminator input
-            ("color", "translation", "cutout"; `vitcycle.training.diff_augment`); empty: none. The gradient
-            penalty, on interpolates of real and generated images, sees them unaugmented.
+        gan_loss: adversarial loss, "lsgan" (paper), "hinge" or "vanilla" (non-saturating).
+        cycle_a: the A -> B -> A cycle L1 (`CycleLoss`).
+        cycle_b: the B -> A -> B cycle L1.
+        identity: the identity L1 (`IdentityLoss`); weight 0 skips its generator passes.
+        lambda_nce_b: weight of CUT's PatchNCE loss between `gen_ba`'s translation of B and its input,
+            seen through `gen_ba`'s own encoder (a ViTTranslator); 0: off. With `cycle_b.weight: 0`
+            it replaces the B cycle: `gen_ba` must keep B's content, not what rebuilds B.
+        disc_input: what the discriminators see (`DiscriminatorInput`).
+        gradient_penalty: the discriminators' gradient penalty (`GradientPenalty`).
+        schedule: learning-rate warm-up and decay (`Schedule`).
         ema_decay: decay of the generators' exponential moving average.
-        decay_start_epoch: epochs at the initial learning rate before the linear decay.
-        decay_epochs: epochs of linear decay to zero (paper: 100 + 100).
-        decay_start_batch: with `decay_batches` > 0, batches at the scheduled learning rates before a
-            second linear decay to zero, counted in batches: for runs bounded by a batch count or
-            a time limit rather than by epochs (the CPU recipe trains for under two epochs).
-        decay_batches: batches of that decay (0: none). Both decays apply (their product).
-        warmup_steps: if > 0, both learning rates rise linearly from 0 over this many batches.
-        finite_check_every: the losses' non-finite flags are gathered on the device and read every
-            this many batches, when training stops if one was NaN or infinite. 1 reads them every
-            batch, which on a GPU waits for the step to finish (a host sync); e.g. 50 does not.
-        compile: `torch.compile` the generators and discriminators: "never", "cuda" (only when
-            training on a GPU) or "always". Where it is not available, a warning and eager mode.
-            Discriminators stay eager with a gradient penalty (compiled code has no double backward).
-        compile_mode: `torch.compile` mode, e.g. "reduce-overhead" (CUDA graphs); None: default.
-        compile_backend: `torch.compile` backend ("inductor"; "aot_eager" compiles without codegen).
-        seed: seed of the image pools' draws (a function of seed and step, so resuming is exact).
+        compile: `torch.compile` of the networks (`Compile`).
+        finite_check_every: the losses' non-finite flags are gathered on the device and read every this
+            many batches, when training stops if one was NaN or infinite; 1 reads them every batch, which
+            on a GPU waits for the step (a host sync), 50 does not.
+        seed: seed of the pools' draws and the noise (a function of seed and step: resuming is exact).
         pretrained_generator: a checkpoint of `vitcycle pretrain`: its generator weights start both
-            generators and their EMA copies (refused if the generators' shapes differ).
-        judge: a judge file of `vitcycle judge fit`; validation then logs the domain score of the
-            EMA translations (`val/domain_ab`: share judged as the target domain, `val/neither_ab`,
-            `val/layout_ssim_ab`, and b->a alike; `val/domain`, the mean of both directions' shares;
-            `val/domain_min`, the weaker direction's share; `val/domain_kept_ab`, the share judged as the
-            target domain with a layout SSIM of at least `domain_score.LAYOUT_FLOOR`, and `val/domain_kept`
-            their mean) and the judge's accuracy on the real images.
+            generators and their EMA copies (refused if the shapes differ).
+        judge: a judge file of `vitcycle judge fit`; validation then logs the domain score of the EMA
+            translations (`val/domain_ab`, `val/neither_ab`, `val/layout_ssim_ab`, `val/domain_kept_ab`, b->a
+            alike, their means `val/domain`, `val/domain_kept`, the weaker `val/domain_min`) and the judge's
+            accuracy on the real images.
     """
 
     def __init__(
@@ -194,66 +124,35 @@ class CycleGAN(pl.LightningModule):
         optimizer_gen: OptimizerCallable = torch.optim.Adam,
         optimizer_disc: OptimizerCallable = torch.optim.Adam,
         gan_loss: GanLossName = "lsgan",
-        lambda_cycle: float = 10.0,
-        lambda_cycle_b: float | None = None,
-        cycle_b_space: CycleSpace = "rgb",
-        cycle_b_downsample: int = 1,
-        cycle_a_downsample: int = 1,
+        cycle_a: CycleLoss = CycleLoss(),
+        cycle_b: CycleLoss = CycleLoss(),
+        identity: IdentityLoss = IdentityLoss(),
         lambda_nce_b: float = 0.0,
-        lambda_identity: float = 0.5,
-        identity_fade_steps: int = 0,
-        source_negatives: bool = False,
-        blurred_negatives: int = 0,
-        cycle_noise: float = 0.0,
-        cycle_noise_b: float | None = None,
-        lambda_gp: float = 0.0,
-        gp_center: float = 1.0,
-        pool_size: int = 50,
-        instance_noise: float = 0.0,
-        instance_noise_fade_steps: int = 0,
-        disc_augment: Sequence[DiffAugmentName] = (),
+        disc_input: DiscriminatorInput = DiscriminatorInput(),
+        gradient_penalty: GradientPenalty = GradientPenalty(),
+        schedule: Schedule = Schedule(),
         ema_decay: float = 0.999,
-        decay_start_epoch: int = 100,
-        decay_epochs: int = 100,
-        decay_start_batch: int = 0,
-        decay_batches: int = 0,
-        warmup_steps: int = 0,
+        compile: Compile = Compile(),
         finite_check_every: int = 1,
-        compile: CompileWhen = "never",
-        compile_mode: str | None = None,
-        compile_backend: str = "inductor",
         seed: int = 0,
         pretrained_generator: str | None = None,
         judge: str | None = None,
     ) -> None:
         super().__init__()
-        if min(decay_start_epoch, decay_epochs, decay_start_batch, decay_batches) < 0:
-            raise VitcycleError(f"decay_start_epoch ({decay_start_epoch}), decay_epochs ({decay_epochs}), decay_start_batch "
-                                f"({decay_start_batch}) and decay_batches ({decay_batches}) must be >= 0")
-        if min(identity_fade_steps, instance_noise_fade_steps, warmup_steps) < 0:
-            raise VitcycleError(f"identity_fade_steps ({identity_fade_steps}), instance_noise_fade_steps "
-                                f"({instance_noise_fade_steps}) and warmup_steps ({warmup_steps}) must be >= 0")
-        if cycle_b_space not in get_args(CycleSpace):
-            raise VitcycleError(f"cycle_b_space ({cycle_b_space!r}) must be one of {', '.join(map(repr, get_args(CycleSpace)))}")
-        if blurred_negatives < 0 or blurred_negatives == 1:
-            raise VitcycleError(f"blurred_negatives ({blurred_negatives}) must be 0 (off) or a block width >= 2")
-        if cycle_noise < 0:
-            raise VitcycleError(f"cycle_noise ({cycle_noise}) must be >= 0 (0: off)")
-        if cycle_noise_b is not None and cycle_noise_b < 0:
-            raise VitcycleError(f"cycle_noise_b ({cycle_noise_b}) must be >= 0 (0: off), or unset to follow cycle_noise")
-        for name, block in (("cycle_a_downsample", cycle_a_downsample), ("cycle_b_downsample", cycle_b_downsample)):
-            if block < 1:
-                raise VitcycleError(f"{name} ({block}) must be >= 1 (1: compare pixels)")
+        if gan_loss not in GAN_LOSSES:
+            raise VitcycleError(f"gan_loss {gan_loss!r} must be one of {', '.join(map(repr, GAN_LOSSES))}")
         if lambda_nce_b < 0:
             raise VitcycleError(f"lambda_nce_b ({lambda_nce_b}) must be >= 0")
         if lambda_nce_b > 0 and not hasattr(gen_ba, "forward_encoder"):
             raise VitcycleError(f"lambda_nce_b needs a ViTTranslator gen_ba (its encoder's tokens), not {type(gen_ba).__name__}; "
                                 "set lambda_nce_b: 0")
-        check_policy(disc_augment)
         if finite_check_every < 1:
             raise VitcycleError(f"finite_check_every ({finite_check_every}) must be >= 1")
         self.save_hyperparameters()
         self.automatic_optimization = False
+        self.cycle_a, self.cycle_b, self.identity = cycle_a, cycle_b, identity
+        self.disc_input, self.gradient_penalty, self.schedule, self.compile_options = (
+            disc_input, gradient_penalty, schedule, compile)
         if pretrained_generator is not None:  # before the EMA copies are made, so they start there too
             weights = load_pretrained_generator(pretrained_generator)
             for gen in (gen_ab, gen_ba):
@@ -263,7 +162,7 @@ class CycleGAN(pl.LightningModule):
         # CUT's projection heads, trained with the generators (None without the loss).
         self.patch_nce_b = PatchNCE(gen_ba.encoder.embed_dim, len(gen_ba.encoder_indices)) if lambda_nce_b > 0 else None
         self.gen_ab_ema, self.gen_ba_ema = GeneratorEMA(gen_ab, ema_decay), GeneratorEMA(gen_ba, ema_decay)
-        self.pool_a, self.pool_b = ImagePool(pool_size), ImagePool(pool_size)
+        self.pool_a, self.pool_b = ImagePool(disc_input.pool_size), ImagePool(disc_input.pool_size)
         self.optimizer_gen, self.optimizer_disc = optimizer_gen, optimizer_disc
         self.d_loss_fn, self.g_loss_fn = GAN_LOSSES[gan_loss]
         # Validation means, synchronised across DDP ranks by torchmetrics.
@@ -282,10 +181,9 @@ class CycleGAN(pl.LightningModule):
         heads = [] if self.patch_nce_b is None else list(self.patch_nce_b.parameters())
         opt_gen = self.optimizer_gen(list(self.gen_ab.parameters()) + list(self.gen_ba.parameters()) + heads)
         opt_disc = self.optimizer_disc(list(self.disc_a.parameters()) + list(self.disc_b.parameters()))
-        start, length = self.hparams.decay_start_epoch, self.hparams.decay_epochs
 
-        def linear_decay(epoch: int) -> float:  # 1 for `start` epochs, then down to 0 (never below)
-            return max(0.0, 1.0 - max(0, epoch + 1 - start) / float(length + 1))
+        def linear_decay(epoch: int) -> float:  # a function, so LambdaLR's state stays plain data
+            return self.schedule.epoch_scale(epoch)
 
         schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, linear_decay) for opt in (opt_gen, opt_disc)]
         return [opt_gen, opt_disc], schedulers
@@ -295,43 +193,23 @@ class CycleGAN(pl.LightningModule):
         """Training batches so far (Lightning's global_step counts both optimizers' steps)."""
         return self.global_step // 2
 
-    def batch_lr_scale(self) -> float:
-        """This batch's factor on the epoch-scheduled learning rates: the warm-up ramp,
-        min(1, (batch + 1) / warmup_steps), times the per-batch decay (1 until `decay_start_batch`,
-        then linearly to 0 over `decay_batches`). A function of the batch count, so resuming is exact."""
-        hp, batch = self.hparams, self.batches_seen
-        warm = min(1.0, (batch + 1) / hp.warmup_steps) if hp.warmup_steps > 0 else 1.0
-        if hp.decay_batches <= 0:
-            return warm
-        return warm * max(0.0, 1.0 - max(0, batch - hp.decay_start_batch) / hp.decay_batches)
-
     def _scale_learning_rates(self, optimizers: list[torch.optim.Optimizer]) -> None:
-        """Set each optimizer's rate to its epoch-scheduled value times `batch_lr_scale()`."""
-        scale = self.batch_lr_scale()
+        """Set each optimizer's rate to its epoch-scheduled value times this batch's warm-up factor."""
+        scale = self.schedule.batch_scale(self.batches_seen)
         for opt, scheduler in zip(optimizers, self.lr_schedulers(), strict=True):
             for group, lr in zip(opt.param_groups, scheduler.get_last_lr(), strict=True):
                 group["lr"] = lr * scale
 
-    def _faded(self, value: float, fade_steps: int) -> float:
-        """`value` in this batch, falling linearly to 0 over `fade_steps` batches (0: never faded)."""
-        if fade_steps <= 0:
-            return value
-        return value * max(0.0, 1.0 - self.batches_seen / fade_steps)
-
     def identity_weight(self) -> float:
-        """The identity loss weight of this batch, relative to lambda_cycle (faded out if asked)."""
-        return self._faded(self.hparams.lambda_identity, self.hparams.identity_fade_steps)
-
-    def instance_noise_std(self) -> float:
-        """The std of this batch's instance noise (annealed if asked)."""
-        return self._faded(self.hparams.instance_noise, self.hparams.instance_noise_fade_steps)
+        """The identity loss weight of this batch, relative to the A cycle's (faded out if asked)."""
+        return self.identity.weight_at(self.batches_seen)
 
     def on_fit_start(self) -> None:
-        hp = self.hparams
         if self.device.type == "cuda":
             torch.set_float32_matmul_precision("high")  # TF32 for the fp32 matmuls left outside autocast
-        networks = [self.gen_ab, self.gen_ba] + ([self.disc_a, self.disc_b] if hp.lambda_gp == 0 else [])
-        self._compiled = maybe_compile(networks, self.device, hp.compile, hp.compile_mode, hp.compile_backend)
+        networks = [self.gen_ab, self.gen_ba] + ([self.disc_a, self.disc_b] if self.gradient_penalty.weight == 0 else [])
+        options = self.compile_options
+        self._compiled = maybe_compile(networks, self.device, options.when, options.mode, options.backend)
         self._fit_start = time.perf_counter()
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
@@ -438,56 +316,45 @@ class CycleGAN(pl.LightningModule):
         logs = {k: v.detach() for k, v in {**g, **d}.items()}
         logs |= {f"d_out/{name}": _mean_logit(pred) for name, pred in preds.items()}
         logs |= {"lr/gen": opt_gen.param_groups[0]["lr"], "lr/disc": opt_disc.param_groups[0]["lr"]}
-        logs |= {"schedule/identity_weight": self.identity_weight(), "schedule/instance_noise": self.instance_noise_std()}
+        logs |= {"schedule/identity_weight": self.identity_weight()}
         self.log_dict(logs, batch_size=real_a.shape[0])
         self.log("cycle", sum(v for k, v in logs.items() if k.startswith("loss/cycle_")), prog_bar=True, logger=False)
 
     def _disc_view(self, x: Tensor, rng: torch.Generator) -> Tensor:
-        """What a discriminator sees of `x`: its DiffAugment transforms, then this batch's instance noise
-        (`instance_noise_std`); `rng` lives on x's device (stream 1)."""
-        return _plus_noise(diff_augment(x, self.hparams.disc_augment, rng), self.instance_noise_std(), rng)
-
-    def _generator_adversarial(self, disc: nn.Module, fake: Tensor, real: Tensor, rng: torch.Generator) -> Tensor:
-        """The generator's adversarial loss on `fake`; a relativistic loss also needs `disc` on `real`
-        (one call: fakes, then reals)."""
-        if self.hparams.gan_loss not in RELATIVISTIC:
-            return self.g_loss_fn(disc(self._disc_view(fake, rng)))
-        pred = disc(self._disc_view(torch.cat([fake, real]), rng))  # (B + B, 3, H, W) in
-        return self.g_loss_fn(*_split_scales(pred, len(fake)))
+        """What a discriminator sees of `x`: its DiffAugment transforms, then instance noise; `rng`
+        lives on x's device (stream 1)."""
+        view = self.disc_input
+        return _plus_noise(diff_augment(x, view.augment, rng), view.instance_noise, rng)
 
     def _generator_step(self, real_a: Tensor, real_b: Tensor) -> tuple[Tensor, dict[str, Tensor], Tensor, Tensor]:
         """Generator objective, Eq. (3): adversarial + lambda * cycle (+ identity). Returns the fakes too."""
-        hp = self.hparams
         noise_rng = self._step_generator(real_a.device, stream=1)
         lambda_identity = self.identity_weight()
         identity = lambda_identity > 0
         # Three generator calls, with the identity passes riding along (see the module docstring).
         ab_in = [real_a, real_b] if identity else [real_a]
         fake_b, *idt_b = self.gen_ab(torch.cat(ab_in)).split([len(x) for x in ab_in])  # (B, 3, H, W) each
-        cycle_b_in = _plus_noise(fake_b, hp.cycle_noise, noise_rng)  # (B, 3, H, W): what gen_ba rebuilds A from
-        ba_in = [real_b, cycle_b_in, real_a] if identity else [real_b, cycle_b_in]
+        ba_in = [real_b, fake_b, real_a] if identity else [real_b, fake_b]
         fake_a, rec_a, *idt_a = self.gen_ba(torch.cat(ba_in)).split([len(x) for x in ba_in])  # (B, 3, H, W) each
         g = {
-            "loss/g_adv_ab": self._generator_adversarial(self.disc_b, fake_b, real_b, noise_rng),
-            "loss/g_adv_ba": self._generator_adversarial(self.disc_a, fake_a, real_a, noise_rng),
-            "loss/cycle_a": cycle_l1(rec_a, real_a, downsample=hp.cycle_a_downsample),
+            "loss/g_adv_ab": self.g_loss_fn(self.disc_b(self._disc_view(fake_b, noise_rng))),
+            "loss/g_adv_ba": self.g_loss_fn(self.disc_a(self._disc_view(fake_a, noise_rng))),
+            "loss/cycle_a": cycle_l1(rec_a, real_a, self.cycle_a.space, self.cycle_a.downsample),
         }
-        loss = g["loss/g_adv_ab"] + g["loss/g_adv_ba"] + hp.lambda_cycle * g["loss/cycle_a"]
-        lambda_cycle_b = hp.lambda_cycle if hp.lambda_cycle_b is None else hp.lambda_cycle_b
-        if lambda_cycle_b > 0:
-            cycle_noise_b = hp.cycle_noise if hp.cycle_noise_b is None else hp.cycle_noise_b
-            rec_b = self.gen_ab(_plus_noise(fake_a, cycle_noise_b, noise_rng))  # (B, 3, H, W)
-            g["loss/cycle_b"] = cycle_l1(rec_b, real_b, hp.cycle_b_space, hp.cycle_b_downsample)
-            loss = loss + lambda_cycle_b * g["loss/cycle_b"]
+        loss = g["loss/g_adv_ab"] + g["loss/g_adv_ba"] + self.cycle_a.weight * g["loss/cycle_a"]
+        if self.cycle_b.weight > 0:
+            rec_b = self.gen_ab(fake_a)  # (B, 3, H, W)
+            g["loss/cycle_b"] = cycle_l1(rec_b, real_b, self.cycle_b.space, self.cycle_b.downsample)
+            loss = loss + self.cycle_b.weight * g["loss/cycle_b"]
         if self.patch_nce_b is not None:
             with torch.no_grad():  # the input side is a fixed target (CUT detaches it too)
                 tokens_b = self.gen_ba.forward_encoder(real_b)  # [(B, D, h, w)] per depth
             g["loss/nce_b"] = self.patch_nce_b(self.gen_ba.forward_encoder(fake_a), tokens_b)
-            loss = loss + hp.lambda_nce_b * g["loss/nce_b"]
+            loss = loss + self.hparams.lambda_nce_b * g["loss/nce_b"]
         if identity:
             g["loss/idt_a"] = F.l1_loss(idt_a[0], real_a)
             g["loss/idt_b"] = F.l1_loss(idt_b[0], real_b)
-            loss = loss + lambda_identity * hp.lambda_cycle * (g["loss/idt_a"] + g["loss/idt_b"])
+            loss = loss + lambda_identity * self.cycle_a.weight * (g["loss/idt_a"] + g["loss/idt_b"])
         g["loss/gen"] = loss
         return loss, g, fake_a, fake_b
 
@@ -495,17 +362,13 @@ class CycleGAN(pl.LightningModule):
         self, real_a: Tensor, real_b: Tensor, fake_a: Tensor, fake_b: Tensor
     ) -> tuple[Tensor, dict[str, Tensor], dict[str, DiscOutput]]:
         """Discriminator objective on real images and pooled (detached) fakes, plus the optional penalty."""
-        hp = self.hparams
         rng = self._step_generator()
         pooled_fake_a = self.pool_a.query(fake_a, rng)  # (B, 3, H, W)
         pooled_fake_b = self.pool_b.query(fake_b, rng)  # (B, 3, H, W)
         noise_rng = self._step_generator(real_a.device, stream=1)
         fakes_a, fakes_b = pooled_fake_a, pooled_fake_b
-        if hp.source_negatives:  # the other domain's real images count as fakes too
+        if self.disc_input.source_negatives:  # the other domain's real images count as fakes too
             fakes_a, fakes_b = torch.cat([pooled_fake_a, real_b]), torch.cat([pooled_fake_b, real_a])  # (2B, 3, H, W)
-        if hp.blurred_negatives:  # so are their own real images, blurred
-            fakes_a = torch.cat([fakes_a, blurred(real_a, hp.blurred_negatives)])  # (B' + B, 3, H, W)
-            fakes_b = torch.cat([fakes_b, blurred(real_b, hp.blurred_negatives)])  # (B' + B, 3, H, W)
         sides = {"a": (self.disc_a, real_a, fakes_a), "b": (self.disc_b, real_b, fakes_b)}
         preds: dict[str, DiscOutput] = {}
         for name, (disc, real, fake) in sides.items():
@@ -516,10 +379,11 @@ class CycleGAN(pl.LightningModule):
             "loss/d_b": self.d_loss_fn(preds["real_b"], preds["fake_b"]),
         }
         loss = d["loss/d_a"] + d["loss/d_b"]
-        if hp.lambda_gp > 0:
-            d["loss/gp_a"] = gradient_penalty(self.disc_a, real_a, pooled_fake_a, hp.gp_center, rng)
-            d["loss/gp_b"] = gradient_penalty(self.disc_b, real_b, pooled_fake_b, hp.gp_center, rng)
-            loss = loss + hp.lambda_gp * (d["loss/gp_a"] + d["loss/gp_b"])
+        penalty = self.gradient_penalty
+        if penalty.weight > 0:
+            d["loss/gp_a"] = gradient_penalty(self.disc_a, real_a, pooled_fake_a, penalty.center, rng)
+            d["loss/gp_b"] = gradient_penalty(self.disc_b, real_b, pooled_fake_b, penalty.center, rng)
+            loss = loss + penalty.weight * (d["loss/gp_a"] + d["loss/gp_b"])
         d["loss/disc"] = loss
         return loss, d, preds
 

@@ -35,9 +35,9 @@ def check_policy(policy: Sequence[str]) -> None:
     names = get_args(DiffAugmentName)
     unknown = [name for name in policy if name not in names]
     if unknown:
-        raise VitcycleError(f"disc_augment: unknown transform {unknown[0]!r}; choose from {', '.join(map(repr, names))}")
+        raise VitcycleError(f"disc_input.augment: unknown transform {unknown[0]!r}; choose from {', '.join(map(repr, names))}")
     if len(set(policy)) != len(policy):
-        raise VitcycleError(f"disc_augment names a transform twice: {list(policy)}")
+        raise VitcycleError(f"disc_input.augment names a transform twice: {list(policy)}")
 
 
 def diff_augment(x: Tensor, policy: Sequence[DiffAugmentName], rng: torch.Generator) -> Tensor:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 DiscOutput = Tensor | Sequence[Tensor]
-GanLossName = Literal["lsgan", "hinge", "vanilla", "ralsgan"]
+GanLossName = Literal["lsgan", "hinge", "vanilla"]
 CycleSpace = Literal["rgb", "luma"]
 _LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601
 
@@ -67,36 +67,9 @@ def vanilla_g_loss(pred_fake: DiscOutput) -> Tensor:
     return _mean_overscales(lambda p: F.binary_cross_entropy_with_logits(p, torch.ones_like(p)), pred_fake)
 
 
-def _relativistic_ls(pred_pos: DiscOutput, pred_neg: DiscOutput) -> Tensor:
-    """E[(D(pos) - E[D(neg)] - 1)^2] + E[(D(neg) - E[D(pos)] + 1)^2], averaged over the scales."""
-    terms = [(pos - neg.mean() - 1).pow(2).mean() + (neg - pos.mean() + 1).pow(2).mean()
-             for pos, neg in zip(scales(pred_pos), scales(pred_neg), strict=True)]
-    return torch.stack(terms).mean()
-
-
-def ralsgan_d_loss(pred_real: DiscOutput, pred_fake: DiscOutput) -> Tensor:
-    """Relativistic average least-squares GAN (Jolicoeur-Martineau 2019): the discriminator asks whether
-    an image looks more real than the average of the other kind, 0.5 * (E[(D(x) - E[D(G(z))] - 1)^2]
-    + E[(D(G(z)) - E[D(x)] + 1)^2]), halved as the other discriminator losses."""
-    return 0.5 * _relativistic_ls(pred_real, pred_fake)
-
-
-def ralsgan_g_loss(pred_fake: DiscOutput, pred_real: DiscOutput) -> Tensor:
-    """Relativistic average LSGAN, generator side: the roles swapped, so the real images' term pulls too
-    (as in ESRGAN's relativistic loss, used there for sharper texture): E[(D(G(z)) - E[D(x)] - 1)^2] + E[(D(x) - E[D(G(z))] + 1)^2]."""
-    return _relativistic_ls(pred_fake, pred_real)
-
-
 def luma(x: Tensor) -> Tensor:
     """Luminance (B, 1, H, W) of RGB images (B, 3, H, W), BT.601 weights; [-1, 1] stays [-1, 1]."""
     return (x * x.new_tensor(_LUMA_WEIGHTS).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)  # (B, 1, H, W)
-
-
-def blurred(x: Tensor, block: int) -> Tensor:
-    """Images (B, 3, H, W) reduced to means of `block` x `block` blocks and resized back (bilinear):
-    what a translation that lost detail finer than a block looks like."""
-    small = F.avg_pool2d(x, block)  # (B, 3, H / block, W / block)
-    return F.interpolate(small, size=x.shape[-2:], mode="bilinear", align_corners=False)  # (B, 3, H, W)
 
 
 def cycle_l1(rec: Tensor, real: Tensor, space: CycleSpace = "rgb", downsample: int = 1) -> Tensor:
@@ -116,10 +89,7 @@ GAN_LOSSES: dict[str, tuple[Callable[..., Tensor], Callable[..., Tensor]]] = {
     "lsgan": (lsgan_d_loss, lsgan_g_loss),
     "hinge": (hinge_d_loss, hinge_g_loss),
     "vanilla": (vanilla_d_loss, vanilla_g_loss),
-    "ralsgan": (ralsgan_d_loss, ralsgan_g_loss),
 }
-RELATIVISTIC = frozenset({"ralsgan"})
-"""Losses whose generator side also takes the discriminator's output on real images: `g(pred_fake, pred_real)`."""
 
 
 def gradient_penalty(
