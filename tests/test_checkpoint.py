@@ -117,7 +117,7 @@ def test_generators_record_their_own_arguments() -> None:
 
 # ---------------------------------------------------------------- checkpoints from before the option groups
 
-FLAT = Path(__file__).parent / "data/cyclegan_flat_options.ckpt"
+FLAT = Path(__file__).parent / "fixtures/cyclegan_flat_options.ckpt"
 """A one-epoch `vitcycle fit` of tiny networks (4 batches of 4, 32 px, the built-in data), written by vitcycle at
 commit 4cb106e: flat hyperparameters (lambda_cycle_b 2.5, cycle_b_space luma, cycle_b_downsample 2,
 identity_fade_steps 3, source_negatives, instance_noise 0.05, warmup_steps 2, pool_size 4) and generators of the
