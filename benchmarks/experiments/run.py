@@ -7,8 +7,8 @@ Every run is `configs/selfie2anime_cpu.yaml` + the overlay (later --config files
 key by key), bounded by the config's batches (`--batches` to change), on the held-out split and with the
 judge of `make selfie2anime-cpu` (made here first if missing; the same seed-0 split and judge, so runs
 compare). Seeds run `--jobs` at a time, on one thread each, into runs/experiments/<overlay>/seed<S>;
-a seed whose eval.json exists is not trained again. `vitcycle eval` scores best.ckpt on the 200 + 200
-held-out faces. Printed: a table per seed with the min and the mean per direction, then the ledger row
+a seed with a last.ckpt is not trained again, nor scored again with an eval.json (delete it to rescore). `vitcycle eval` scores best.ckpt (last.ckpt before
+the first validation) on the 200 + 200 held-out faces. Printed: a table per seed with the min and the mean per direction, then the ledger row
 (benchmarks/RESULTS.md, "Ablation ledger"); `--append` adds that row at the end of the ledger.
 """
 
@@ -58,14 +58,17 @@ def split_and_judge(s2a: Path, judge_seeds: list[str]) -> None:
 def train_and_score(overlay: Path, seed: int, batches: int | None, s2a: Path, folder: Path) -> dict:
     """One seed: fit the recipe + overlay, then eval its best.ckpt; the eval report."""
     report = folder / "eval.json"
-    if not report.is_file():
+    if not (folder / "checkpoints/last.ckpt").is_file():
         folder.mkdir(parents=True, exist_ok=True)
         bound = ["--trainer.max_steps", str(2 * batches)] if batches else []  # two optimizer steps per batch
         change = ["--config", str(overlay)] if yaml.safe_load(overlay.read_text()) else []  # an empty file: the recipe
         _run(["fit", "--config", str(RECIPE), *change, "--seed_everything", str(seed), *bound,
               "--trainer.default_root_dir", str(folder), "--trainer.enable_progress_bar", "false",
               "--data.dir_a", f"{s2a}/trainA", "--data.dir_b", f"{s2a}/trainB"], log=folder / "fit.log")
-        _run(["eval", "--ckpt", str(folder / "checkpoints/best.ckpt"), "--test-a", str(RUNS / "split/test_a.txt"),
+    if not report.is_file():
+        best = folder / "checkpoints/best.ckpt"  # none when training ended before its first validation
+        ckpt = best if best.is_file() else folder / "checkpoints/last.ckpt"
+        _run(["eval", "--ckpt", str(ckpt), "--test-a", str(RUNS / "split/test_a.txt"),
               "--test-b", str(RUNS / "split/test_b.txt"), "--judge", str(RUNS / "judge.pt"), "--no-fid-kid",
               "--grid", str(folder / "grid.png"), "--out", str(report)], log=folder / "eval.log")
     return json.loads(report.read_text())

@@ -9,14 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny import JUDGE_ARGS, TINY_DISC, TINY_VIT, smooth_image, tiny_config
+from tiny import JUDGE_ARGS, smooth_image, tiny_config, tiny_cyclegan
 
 from vitcycle.cli import cli_main, main
 from vitcycle.data.datamodule import UnpairedImageDataModule
 from vitcycle.data.imageio import find_images, read_file_list, read_image, write_image
 from vitcycle.data.splits import make_split
 from vitcycle.errors import CheckpointError, DataError
-from vitcycle.models import PatchDiscriminator, ViTTranslator
 from vitcycle.quality.domain_score import LAYOUT_FLOOR, DomainScore, format_domain_table, layout_ssim, spread
 from vitcycle.quality.judge import (
     NEITHER,
@@ -34,7 +33,6 @@ from vitcycle.quality.judge import (
     save_judge,
     swap_channels,
 )
-from vitcycle.training.cyclegan import CycleGAN
 
 
 def _folder(path: Path) -> torch.Tensor:
@@ -324,8 +322,7 @@ class _SaysTargets:
 def test_a_translation_counts_as_kept_only_if_it_keeps_the_layout(judge_file):
     """All translations judged the target domain; those that lost the input's layout (here the input
     with its brightness inverted, a mapping a GAN can settle on) are missing from domain_kept, not from domain."""
-    module = CycleGAN(ViTTranslator(**TINY_VIT), ViTTranslator(**TINY_VIT), PatchDiscriminator(**TINY_DISC),
-                      PatchDiscriminator(**TINY_DISC), judge=str(judge_file))
+    module = tiny_cyclegan(judge=str(judge_file))
     module._judge = [_SaysTargets()]
     real = arrays_to_tensor([smooth_image(32, 32, seed=i) for i in range(8)], 32)  # (8, 3, 32, 32)
     inverted = -real[6:]  # (2, 3, 32, 32)
@@ -375,8 +372,7 @@ def test_validation_logs_the_domain_score_every_epoch(tiny_data, judge_file, tmp
 def test_validation_with_an_ensemble_counts_the_mean_verdicts(judge_data, ensemble_file):
     """Given an ensemble file, validation's `val/domain_*` and `judge_acc_*` count the argmax of the
     members' mean probability, and no judge weight enters the module's checkpoint."""
-    module = CycleGAN(ViTTranslator(**TINY_VIT), ViTTranslator(**TINY_VIT), PatchDiscriminator(**TINY_DISC),
-                      PatchDiscriminator(**TINY_DISC), judge=str(ensemble_file))
+    module = tiny_cyclegan(judge=str(ensemble_file))
     real_a, real_b = _folder(judge_data / "valA"), _folder(judge_data / "valB")  # (30, 3, 32, 32) each
     alpha = torch.linspace(0.0, 1.0, len(real_a)).view(-1, 1, 1, 1)
     fake_b = alpha * real_b + (1 - alpha) * real_a  # (30, 3, 32, 32): from a selfie to its anime face

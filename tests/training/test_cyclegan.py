@@ -25,7 +25,7 @@ from vitcycle.training.cyclegan import CycleGAN
 from vitcycle.training.losses import cycle_l1
 from vitcycle.training.options import DiscriminatorInput
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY_GEN = {"class_path": "vitcycle.models.ViTTranslator", "init_args": TINY_VIT}
 
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 import yaml
-from tiny import ROOT, TINY_DISC, TINY_VIT
+from tiny import ROOT, TINY_VIT, tiny_cyclegan
 
 from vitcycle.cli import cli_main
 from vitcycle.errors import VitcycleError
-from vitcycle.models import PatchDiscriminator, ViTTranslator
-from vitcycle.training.cyclegan import CycleGAN
+from vitcycle.models import ViTTranslator
 from vitcycle.training.pretrain import MaskedInpainting, mask_patch_size, random_patch_mask
 
 
@@ -90,8 +89,7 @@ def test_a_short_pretraining_lowers_its_loss_and_starts_a_cycle_gan_exactly(tiny
     assert {"grid/inpaint_a", "grid/inpaint_b"} <= set(acc.Tags()["images"])
 
     ckpt = tmp_path / "ckpt/last.ckpt"
-    gan = CycleGAN(ViTTranslator(**TINY_VIT), ViTTranslator(**TINY_VIT), PatchDiscriminator(**TINY_DISC),
-                   PatchDiscriminator(**TINY_DISC), pretrained_generator=str(ckpt))
+    gan = tiny_cyclegan(pretrained_generator=str(ckpt))
     pretrained = cli.model.generator.state_dict()
     for name in ("gen_ab", "gen_ba", "gen_ab_ema.module", "gen_ba_ema.module"):
         own = gan.get_submodule(name).state_dict()
@@ -101,10 +99,8 @@ def test_a_short_pretraining_lowers_its_loss_and_starts_a_cycle_gan_exactly(tiny
 def test_a_pretrained_generator_of_another_shape_is_refused_naming_both_shapes(tiny_data, tmp_path):
     cli = cli_main(_pretrain_config(tmp_path, tiny_data, epochs=1))
     assert cli.trainer.global_step == 4
-    wider = {**TINY_VIT, "head_dim": 32}
     with pytest.raises(VitcycleError, match=r"does not fit this generator: shapes differ \(.*\(16, .*\) in .*, \(32, .*\) here"):
-        CycleGAN(ViTTranslator(**wider), ViTTranslator(**wider), PatchDiscriminator(**TINY_DISC),
-                 PatchDiscriminator(**TINY_DISC), pretrained_generator=str(tmp_path / "ckpt/last.ckpt"))
+        tiny_cyclegan(gen={"head_dim": 32}, pretrained_generator=str(tmp_path / "ckpt/last.ckpt"))
 
 
 def test_adamw_exempts_the_generators_no_weight_decay_set():
