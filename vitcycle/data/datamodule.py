@@ -21,7 +21,6 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from vitcycle.errors import DataError, ImageReadError, ImageTooLargeError
 from vitcycle.data.imageio import (
     IMAGE_EXTENSIONS,
     MAX_PIXELS,
@@ -31,6 +30,7 @@ from vitcycle.data.imageio import (
     read_pairs_manifest,
     to_tensor,
 )
+from vitcycle.errors import DataError, ImageReadError, ImageTooLargeError
 
 if TYPE_CHECKING:
     import albumentations as A

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vitcycle.errors import DataError
 from vitcycle.data.imageio import find_images, read_file_list, write_file_list
+from vitcycle.errors import DataError
 
 SPLIT_FILES = ("test_a.txt", "test_b.txt")
 """Names of the two lists in a split folder."""

@@ -32,8 +32,8 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from vitcycle.errors import DataError
 from vitcycle.data.imageio import read_image, read_pairs_manifest
+from vitcycle.errors import DataError
 
 SUPERSAMPLE = 4  # internal resolution factor, shrunk with INTER_AREA for anti-aliasing
 PNG_COMPRESSION = 6  # fixed, so the same seed gives the same bytes
