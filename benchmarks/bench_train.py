@@ -31,6 +31,7 @@ from bench_data import cpu_model  # benchmarks/ is on sys.path when run as a scr
 
 from vitcycle.models import GENERATORS, PatchDiscriminator, ResnetGenerator
 from vitcycle.training.cyclegan import CycleGAN
+from vitcycle.training.options import Compile
 
 DEFAULT_JOBS = ["resnet9@64", "vit_tiny_p8@64", "resnet9@256", "vit_small_p16@256"]
 
@@ -132,8 +133,8 @@ def measure(
     adam = functools.partial(torch.optim.Adam, lr=2e-4, betas=(0.5, 0.999), fused=device == "cuda")
     module = CycleGAN(
         build_generator(name, size), build_generator(name, size), PatchDiscriminator(), PatchDiscriminator(),
-        optimizer_gen=adam, optimizer_disc=adam, finite_check_every=50, compile=compile, compile_mode=compile_mode,
-        compile_backend=compile_backend,
+        optimizer_gen=adam, optimizer_disc=adam, finite_check_every=50,
+        compile=Compile(when=compile, mode=compile_mode, backend=compile_backend),
     )
     timer = StepTimer(warmup, steps, sync_check)
     profiled = 3 if profile else 0  # after the timed steps, so the profiler's overhead is not timed

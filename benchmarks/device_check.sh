@@ -70,8 +70,8 @@ if [[ " $PARTS " == *" quality "* ]]; then
   step split 60 $VC data split --dir-a $DATA/trainA --dir-b $DATA/trainB --out "$OUT/split" --n-test 200 --seed 0
   step quality_fit 420 $VC fit --config configs/selfie2anime_cpu.yaml --data.dir_a $DATA/trainA --data.dir_b $DATA/trainB \
     --data.image_size 128 --data.exclude "[$OUT/split/test_a.txt, $OUT/split/test_b.txt]" --model.judge "$JUDGE" \
-    --trainer.accelerator $ACC --trainer.precision $PREC --trainer.max_time $QT --trainer.val_check_interval 250 \
-    --trainer.default_root_dir "$OUT/s2a128" --trainer.enable_progress_bar false --model.compile cuda
+    --trainer.accelerator $ACC --trainer.precision $PREC --trainer.max_time $QT --trainer.max_steps -1 --trainer.val_check_interval 250 \
+    --trainer.default_root_dir "$OUT/s2a128" --trainer.enable_progress_bar false --model.compile.when cuda
   ckpt="$OUT/s2a128/checkpoints/best.ckpt"; [ -f "$ckpt" ] || ckpt="$OUT/s2a128/checkpoints/last.ckpt"
   step quality_eval 180 $VC eval --ckpt "$ckpt" --test-a "$OUT/split/test_a.txt" --test-b "$OUT/split/test_b.txt" \
     --judge "$JUDGE" --no-fid-kid --device $DEVICE --out "$OUT/quality_eval.json" --grid "$OUT/quality_grid.png"
