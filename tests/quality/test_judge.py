@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from tiny import JUDGE_ARGS, smooth_image, tiny_config, tiny_cyclegan
 
 from vitcycle.cli import cli_main, main
@@ -16,7 +17,15 @@ from vitcycle.data.datamodule import UnpairedImageDataModule
 from vitcycle.data.imageio import find_images, read_file_list, read_image, write_image
 from vitcycle.data.splits import make_split
 from vitcycle.errors import CheckpointError, DataError
-from vitcycle.quality.domain_score import LAYOUT_FLOOR, DomainScore, format_domain_table, layout_ssim, spread
+from vitcycle.quality.domain_score import (
+    LAYOUT_FLOOR,
+    DomainScore,
+    format_domain_table,
+    high_frequency_energy,
+    layout_ssim,
+    sharpness,
+    spread,
+)
 from vitcycle.quality.judge import (
     NEITHER,
     A,
@@ -246,6 +255,22 @@ def test_spread_is_zero_for_one_face_everywhere_and_grows_with_the_differences()
     assert spread(two) == pytest.approx(1.0, abs=1e-6)
 
 
+def test_sharpness_is_lower_for_a_blurred_set_and_one_for_the_target_domain_itself():
+    faces = torch.from_numpy(np.stack([smooth_image(64, 64, seed=i) for i in range(6)])).permute(0, 3, 1, 2)
+    faces = faces.float() / 127.5 - 1  # (6, 3, 64, 64) in [-1, 1]: smooth colours
+    edges = torch.zeros(6, 3, 64, 64)
+    edges[..., ::8, :] = edges[..., :, ::8] = 0.8  # a grid of thin lines: edges, as outlined eyes are
+    real = (faces * 0.5 + edges).clamp(-1, 1)  # (6, 3, 64, 64)
+    blurred = F.avg_pool2d(real, 4).repeat_interleave(4, -1).repeat_interleave(4, -2)  # detail finer than 4 px lost
+    assert sharpness(real, real) == 1.0  # the identity baseline on images of the target domain
+    assert sharpness(blurred, real) < 0.3 < 1.0
+    assert sharpness(F.avg_pool2d(real, 2).repeat_interleave(2, -1).repeat_interleave(2, -2), real) > sharpness(blurred, real)
+    noise = (real + 0.5 * torch.randn(real.shape, generator=torch.Generator().manual_seed(0))).clamp(-1, 1)
+    assert sharpness(noise, real) > 1.0  # noise buys detail: eval shows the judge's "neither" beside it
+    energy = high_frequency_energy(real)  # (6,) per image
+    assert energy.shape == (6,) and (energy > 0).all()
+
+
 def test_eval_reports_the_domain_score_with_baselines(judge_data, judge_file, tiny_ckpt, tmp_path, capsys):
     lists = make_split(judge_data / "valA", judge_data / "valB", tmp_path / "split", n_test=12, seed=0)
     out = tmp_path / "eval.json"
@@ -270,13 +295,15 @@ def test_eval_reports_the_domain_score_with_baselines(judge_data, judge_file, ti
         assert rows["other_domain"]["target"] == report["judge_accuracy"][direction[-1]]["accuracy"]
         assert 0 < rows["cartoon"]["layout_ssim"] < 0.99  # the filter changes the image, keeps some layout
         assert rows["other_domain"]["diversity"] == pytest.approx(1.0)  # the target domain's own images
+        assert rows["other_domain"]["sharpness"] == pytest.approx(1.0)
+        assert rows["model"]["sharpness"] > 0 and rows["identity"]["sharpness"] > 0
         assert 0 < rows["model"]["diversity"] and 0 < rows["identity"]["diversity"]
         assert math.isfinite(rows["model"]["cycle_l1"]) and rows["identity"]["cycle_l1"] is None
         assert f"| {direction} | model |" in printed and f"| {direction} | cartoon |" in printed
     acc = report["judge_accuracy"]
     assert acc["a"]["n"] == acc["b"]["n"] == 12 and acc["a"]["accuracy"] >= 0.75 and acc["b"]["accuracy"] >= 0.75
     assert "judge accuracy on the held-out real images: A" in printed
-    assert "| target, layout kept |" in printed and "| diversity |" in printed
+    assert "| target, layout kept |" in printed and "| diversity |" in printed and "| sharpness |" in printed
     assert read_image(grid).shape == (2 * 8 * 128, 3 * 128, 3)  # 8 rows per direction: input | translation | reconstruction
 
 

@@ -74,7 +74,7 @@ def test_training_logs_losses_checkpoints_and_image_grids(tiny_data, tmp_path):
     # the quickstart recipe has no identity loss; switch it on so that its logging is covered too
     cli = cli_main(["fit", "--config", str(tiny_config(tmp_path, tiny_data, identity={"weight": 0.5}))])
     logged = cli.trainer.logged_metrics
-    for key in ("loss/g_adv_ab", "loss/d_a", "loss/idt_b", "d_out/real_b", "lr/gen", "val/cycle_l1",
+    for key in ("loss/g_adv_ab", "loss/d_a", "loss/idt_b", "d_out/real_b", "lr/gen", "val/cycle_l1", "val/sharpness_ab",
                 "val/paired_ratio_ab", "val/paired_ratio_ba", "val/identity_l1"):
         assert key in logged, key
     assert torch.isfinite(torch.stack([torch.as_tensor(v) for v in logged.values()])).all()

@@ -11,7 +11,10 @@ input's size and shrinking them to the judge's would blur away the artifacts the
   identity scores 1, a random face of the other domain about 0.1);
 - `cycle_l1`: L1 on [-1, 1] between the input and its reconstruction (model only);
 - `diversity`: how far the outputs differ from one another (`spread`), over how far real images of
-  the target domain do: about 1 for varied outputs, near 0 for a generator collapsed to one face.
+  the target domain do: about 1 for varied outputs, near 0 for a generator collapsed to one face;
+- `sharpness`: the outputs' high-frequency energy over that of real images of the target domain
+  (`sharpness`): 1 for as sharp as real ones, low for blurred outputs. Noise raises it too: read it
+  beside `neither`, which a noisy output lands in.
 
 With an ensemble of judges (`JudgeEnsemble`), verdicts are the argmax of the members' mean
 probability, and `target_by_judge` lists each member's own `target` share: their range is how much
@@ -70,6 +73,26 @@ def spread(images: Tensor) -> float:
     flat = layout_gray(images).flatten(1)  # (N, 1024)
     dist = torch.cdist(flat.double(), flat.double(), p=1) / flat.shape[1]  # (N, N), mean absolute difference
     return float(dist.sum() / (n * (n - 1)))
+
+
+_LAPLACIAN = ((0.0, 1.0, 0.0), (1.0, -4.0, 1.0), (0.0, 1.0, 0.0))
+
+
+def high_frequency_energy(images: Tensor) -> Tensor:
+    """Per-image variance (N,) of the Laplacian of the luminance of (N, 3, H, W) images in [-1, 1]:
+    how much fine detail (edges, texture) an image holds; a blur lowers it."""
+    kernel = torch.tensor(_LAPLACIAN, dtype=images.dtype, device=images.device).view(1, 1, 3, 3)
+    detail = F.conv2d(luma(images), kernel)  # (N, 1, H - 2, W - 2): no padding, no border edges
+    return detail.flatten(1).var(dim=1)  # (N,)
+
+
+def sharpness(outputs: Tensor, reference: Tensor) -> float:
+    """Median high-frequency energy of `outputs` over that of `reference` (real images of the target
+    domain), both (N, 3, H, W) at one size: 1 for outputs as detailed as real images; NaN without any."""
+    if len(outputs) == 0 or len(reference) == 0:
+        return math.nan
+    real = float(high_frequency_energy(reference.double()).median())
+    return float(high_frequency_energy(outputs.double()).median()) / real if real > 0 else math.nan
 
 
 def per_image_scores(verdict: Tensor, target: int, inputs: Tensor, outputs: Tensor) -> dict[str, Tensor]:
@@ -158,12 +181,14 @@ def format_domain_table(report: dict) -> str:
 
     rows = [(d, method, row) for d in ("a2b", "b2a") for method, row in report["domain"][d].items()]
     n_judges = max((len(row.get("target_by_judge", [])) for *_, row in rows), default=0)
-    header = "| direction | method | judged target domain | judged neither | target, layout kept | layout SSIM | cycle L1 | diversity |"
-    lines = [header + (" target, each judge (min–max) |" if n_judges else ""), "|---" * (8 + bool(n_judges)) + "|"]
+    header = ("| direction | method | judged target domain | judged neither | sharpness | target, layout kept | layout SSIM "
+              "| cycle L1 | diversity |")
+    lines = [header + (" target, each judge (min–max) |" if n_judges else ""), "|---" * (9 + bool(n_judges)) + "|"]
     for direction, method, row in rows:
         lines.append(
             f"| {direction} | {method} | {pct(row['target'], row['n_target'], row['n'])} "
-            f"| {pct(row['neither'], row['n_neither'], row['n'])} | {pct(row['kept'], row['n_kept'], row['n'])} "
+            f"| {pct(row['neither'], row['n_neither'], row['n'])} | {num(row.get('sharpness', math.nan))} "
+            f"| {pct(row['kept'], row['n_kept'], row['n'])} "
             f"| {num(row['layout_ssim'])} | {num(row['cycle_l1'])} | {num(row.get('diversity', math.nan))} |"
             + (f" {spread(row['target_by_judge'])} |" if n_judges else "")
         )
@@ -173,6 +198,8 @@ def format_domain_table(report: dict) -> str:
         lines.append(f"an ensemble of {n_judges} judges: verdicts by their mean probability; the last column is each judge's own share")
     lines.append("model translations judged as the generator made them (processing size), every image resized to the judge's size")
     lines.append(f"target, layout kept: judged as the target domain with a layout SSIM of at least {LAYOUT_FLOOR}")
+    lines.append("sharpness: median Laplacian variance of the outputs over that of real images of the target domain "
+                 "(1: as sharp; noise raises it too, and is judged neither)")
     lines.append("diversity: mean distance between the outputs over that between real images of the target domain (near 0: one face for all)")
     lines.append(
         "judge accuracy on the held-out real images: "

@@ -441,7 +441,7 @@ def _domain_report(judge: JudgeEnsemble, judged: dict[str, dict[str, Tensor]]) -
 
     `judged[src]` holds "input", "fake", "rec", "cartoon": (N, 3, S, S) tensors in [-1, 1].
     """
-    from vitcycle.quality.domain_score import DomainScore, judge_batch, spread, target_by_judge
+    from vitcycle.quality.domain_score import DomainScore, judge_batch, sharpness, spread, target_by_judge
     from vitcycle.quality.judge import A, B
 
     label = {"a": A, "b": B}
@@ -462,6 +462,7 @@ def _domain_report(judge: JudgeEnsemble, judged: dict[str, dict[str, Tensor]]) -
             score.update(judge_batch(judge, outputs), inputs, outputs, recs)
             rows[method] = score.compute()
             rows[method]["diversity"] = spread(outputs) / target_spread if target_spread > 0 else math.nan
+            rows[method]["sharpness"] = sharpness(outputs, other)
             if ensemble:
                 rows[method]["target_by_judge"] = target_by_judge(judge, outputs, label[dst])
         report["domain"][f"{src}2{dst}"] = rows

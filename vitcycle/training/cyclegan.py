@@ -36,11 +36,11 @@ import torch.nn.functional as F
 from pytorch_lightning.cli import OptimizerCallable
 from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor, nn
-from torchmetrics import MeanMetric
+from torchmetrics import CatMetric, MeanMetric
 
 from vitcycle.checkpoint import KEY, model_entry, plain_hyperparameters
 from vitcycle.errors import NonFiniteLossError, VitcycleError
-from vitcycle.quality.domain_score import per_image_scores
+from vitcycle.quality.domain_score import high_frequency_energy, per_image_scores
 from vitcycle.quality.judge import A, B, load_judge
 from vitcycle.training.compiling import compile_graph_count, maybe_compile
 from vitcycle.training.diff_augment import diff_augment
@@ -112,7 +112,8 @@ class CycleGAN(pl.LightningModule):
         judge: a judge file of `vitcycle judge fit`; validation then logs the domain score of the EMA
             translations (`val/domain_ab`, `val/neither_ab`, `val/layout_ssim_ab`, `val/domain_kept_ab`, b->a
             alike, their means `val/domain`, `val/domain_kept`, the weaker `val/domain_min`) and the judge's
-            accuracy on the real images.
+            accuracy on the real images. Validation always logs `val/cycle_l1` and `val/sharpness_ab`, `_ba`
+            (the translations' median high-frequency energy over the real target images', `domain_score.sharpness`).
     """
 
     def __init__(
@@ -171,6 +172,8 @@ class CycleGAN(pl.LightningModule):
             names += [f"{m}_{d}" for m in _VAL_DOMAIN_SCORES for d in ("ab", "ba")]
             names += ["judge_acc_a", "judge_acc_b"]
         self.val_means = nn.ModuleDict({name: MeanMetric() for name in names})
+        # Per-image detail of the translations and of the real images, for val/sharpness_* (medians).
+        self.val_detail = nn.ModuleDict({name: CatMetric() for name in ("fake_b", "real_b", "fake_a", "real_a")})
         # The judge is loaded once (it never trains, and stays out of this module's checkpoint).
         self._judge = [load_judge(judge)] if judge is not None else []
         self._non_finite: dict[tuple[str, ...], Tensor] = {}  # loss names -> on-device flags, since the last check
@@ -405,6 +408,8 @@ class CycleGAN(pl.LightningModule):
         out = self.translate(real_a, real_b)
         n = real_a.shape[0]  # weights, so that a short last batch counts by its size
         self.val_means["cycle_l1"].update(0.5 * (F.l1_loss(out["rec_a"], real_a) + F.l1_loss(out["rec_b"], real_b)), n)
+        for name, images in (("fake_b", out["fake_b"]), ("real_b", real_b), ("fake_a", out["fake_a"]), ("real_a", real_a)):
+            self.val_detail[name].update(high_frequency_energy(images.float()))  # (B,)
         if "paired" in batch:  # aligned pairs: real_b[i] is what real_a[i] should become
             self.val_means["paired_l1_ab"].update(F.l1_loss(out["fake_b"], real_b), n)
             self.val_means["paired_l1_ba"].update(F.l1_loss(out["fake_a"], real_a), n)
@@ -432,6 +437,10 @@ class CycleGAN(pl.LightningModule):
             means["paired_ratio_ab"] = means["paired_l1_ab"] / base
             means["paired_ratio_ba"] = means["paired_l1_ba"] / base
             means["paired_ratio"] = 0.5 * (means["paired_ratio_ab"] + means["paired_ratio_ba"])
+        if self.val_detail["fake_b"].update_called:  # detail of the translations over the real target images'
+            detail = {name: metric.compute().median() for name, metric in self.val_detail.items()}
+            means["sharpness_ab"] = detail["fake_b"] / detail["real_b"].clamp_min(1e-12)
+            means["sharpness_ba"] = detail["fake_a"] / detail["real_a"].clamp_min(1e-12)
         if "domain_ab" in means:  # with a judge: figures to pick a checkpoint by (higher is better)
             means["domain"] = 0.5 * (means["domain_ab"] + means["domain_ba"])
             means["domain_min"] = torch.minimum(means["domain_ab"], means["domain_ba"])  # the weaker direction
@@ -439,5 +448,5 @@ class CycleGAN(pl.LightningModule):
         # torchmetrics has already reduced the means over every process (DDP); sync_dist only
         # averages those equal values, and stops Lightning's warning for each of them
         self.log_dict({f"val/{name}": value for name, value in means.items()}, sync_dist=True)
-        for metric in self.val_means.values():
+        for metric in [*self.val_means.values(), *self.val_detail.values()]:
             metric.reset()
