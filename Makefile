@@ -20,7 +20,8 @@ S2A_TEST := $(S2A_RUN)/split/test_a.txt $(S2A_RUN)/split/test_b.txt
 JUDGE_SEEDS ?= 0
 SEED     ?= 0
 
-.PHONY: install test lint quickstart pretrain-quickstart selfie2anime-cpu selfie2anime-seeds fit eval bench clean
+.PHONY: install test lint quickstart pretrain-quickstart selfie2anime-judge selfie2anime-cpu selfie2anime-cpu128 \
+	selfie2anime-seeds s2a-eval fit eval bench clean
 
 install: $(STAMP)
 
@@ -52,17 +53,30 @@ pretrain-quickstart: install
 	$(VITCYCLE) pretrain --config configs/pretrain_quickstart.yaml \
 		--data.dir_a $(SYNTH)/trainA --data.dir_b $(SYNTH)/trainB --data.val_pairs $(SYNTH)/pairs_val.csv
 
-# A held-out split and a judge (both seed 0, kept and reused), 4000 batches of training (the config's bound) with
-# the GAN seed SEED, the domain-score table and a grid of best.ckpt (picked on the validation split, never the test faces).
-selfie2anime-cpu: install
+# A held-out split and a judge (both seed 0, kept and reused by every real-data target).
+selfie2anime-judge: install
 	$(VITCYCLE) data split --dir-a $(S2A)/trainA --dir-b $(S2A)/trainB --out $(S2A_RUN)/split --n-test 200 --seed 0
 	test -f $(S2A_RUN)/judge.pt || $(VITCYCLE) judge fit --dir-a $(S2A)/trainA --dir-b $(S2A)/trainB \
 		--holdout $(S2A_TEST) --seed $(JUDGE_SEEDS) --out $(S2A_RUN)/judge.pt
+
+# 4000 batches at 64 px (the config's bound) with the GAN seed SEED, the domain-score table and a grid of
+# best.ckpt (picked on the validation split, never on the held-out faces).
+selfie2anime-cpu: selfie2anime-judge
 	$(VITCYCLE) fit --config configs/selfie2anime_cpu.yaml --seed_everything $(SEED) \
 		--trainer.default_root_dir $(S2A_RUN)/seed$(SEED) --data.dir_a $(S2A)/trainA --data.dir_b $(S2A)/trainB
-	$(VITCYCLE) eval --ckpt $(S2A_RUN)/seed$(SEED)/checkpoints/best.ckpt --test-a $(S2A_RUN)/split/test_a.txt \
+	$(MAKE) --no-print-directory s2a-eval RUN=$(S2A_RUN)/seed$(SEED)
+
+# The same recipe at 128 px (configs/selfie2anime_cpu128.yaml), 6000 batches, the same split, judge and eval.
+selfie2anime-cpu128: selfie2anime-judge
+	$(VITCYCLE) fit --config configs/selfie2anime_cpu.yaml --config configs/selfie2anime_cpu128.yaml \
+		--seed_everything $(SEED) --trainer.default_root_dir $(S2A_RUN)/128px_seed$(SEED) \
+		--data.dir_a $(S2A)/trainA --data.dir_b $(S2A)/trainB
+	$(MAKE) --no-print-directory s2a-eval RUN=$(S2A_RUN)/128px_seed$(SEED)
+
+s2a-eval:
+	$(VITCYCLE) eval --ckpt $(RUN)/checkpoints/best.ckpt --test-a $(S2A_RUN)/split/test_a.txt \
 		--test-b $(S2A_RUN)/split/test_b.txt --judge $(S2A_RUN)/judge.pt --no-fid-kid \
-		--grid $(S2A_RUN)/seed$(SEED)/grid.png --out $(S2A_RUN)/seed$(SEED)/eval.json
+		--grid $(RUN)/grid.png --out $(RUN)/eval.json
 
 # The recipe on GAN seeds 0-3, two at a time on one thread each, and one table: each seed, the min and the mean.
 selfie2anime-seeds: install

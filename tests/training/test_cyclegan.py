@@ -614,9 +614,10 @@ def test_fit_with_patch_nce_writes_a_checkpoint_that_translates(tiny_data, tmp_p
         assert Translator.from_checkpoint(tmp_path / "ckpt" / "last.ckpt", direction, device="cpu").translate_tensor(x).shape == x.shape
 
 
-def test_selfie2anime_cpu_config_runs_three_batches(judge_data, judge_file, tmp_path):
-    """The shipped real-data CPU config as it is (networks, losses, validation with a judge), on the
-    built-in data with a held-out split, for three batches."""
+@pytest.mark.parametrize(("overlays", "size"), [([], 64), (["configs/selfie2anime_cpu128.yaml"], 128)])
+def test_selfie2anime_cpu_configs_run_three_batches(judge_data, judge_file, tmp_path, overlays, size):
+    """The shipped real-data CPU config as it is (networks, losses, validation with a judge), and its 128 px
+    overlay, on the built-in data with a held-out split, for three batches."""
     from vitcycle.data.splits import make_split
 
     run = tmp_path / "run"  # the config's run folder (split, judge, checkpoints, logs) moved here
@@ -626,12 +627,12 @@ def test_selfie2anime_cpu_config_runs_three_batches(judge_data, judge_file, tmp_
     text = (ROOT / "configs/selfie2anime_cpu.yaml").read_text()
     config.write_text(text.replace("runs/selfie2anime_cpu", str(run)).replace("save_dir: runs", f"save_dir: {run}"))
     cli = cli_main([
-        "fit", "--config", str(config), "--trainer.max_steps=6", "--trainer.val_check_interval=3",
-        "--trainer.enable_progress_bar=false", f"--data.dir_a={judge_data / 'trainA'}",
-        f"--data.dir_b={judge_data / 'trainB'}", "--data.num_workers=0",
+        "fit", "--config", str(config), *[f"--config={ROOT / o}" for o in overlays], "--trainer.max_steps=6",
+        "--trainer.val_check_interval=3", f"--trainer.default_root_dir={run}", "--trainer.enable_progress_bar=false",
+        f"--data.dir_a={judge_data / 'trainA'}", f"--data.dir_b={judge_data / 'trainB'}", "--data.num_workers=0",
     ])
     assert cli.trainer.global_step == 6  # 3 batches x (generator + discriminator step)
-    assert cli.model.cycle_a.weight > 0 and cli.datamodule.image_size == 64
+    assert cli.datamodule.image_size == size and cli.model.gen_ab.img_size == size
     assert cli.model.cycle_b.space == "luma" and cli.model.disc_input.source_negatives  # the adopted recipe
     assert 0.0 <= float(cli.trainer.logged_metrics["val/domain_ab"]) <= 1.0
     assert (run / "checkpoints/last.ckpt").is_file() and (run / "checkpoints/best.ckpt").is_file()
