@@ -126,3 +126,10 @@ def test_pretraining_resumes_exactly_mid_epoch(tiny_data, tmp_path):
     assert resumed.trainer.global_step == straight.trainer.global_step == 6
     a, b = straight.model.generator.state_dict(), resumed.model.generator.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])][:5]
+
+
+@pytest.mark.parametrize(("pretrain", "cyclegan"), [("pretrain_quickstart.yaml", "quickstart.yaml"), ("pretrain.yaml", "cycle.yaml")])
+def test_each_pretraining_config_builds_its_cyclegan_generator(pretrain, cyclegan):
+    """`--model.pretrained_generator` refuses other shapes: both configs must name the same generator."""
+    generator = yaml.safe_load((ROOT / "configs" / pretrain).read_text())["model"]["generator"]
+    assert generator == yaml.safe_load((ROOT / "configs" / cyclegan).read_text())["model"]["gen_ab"]
