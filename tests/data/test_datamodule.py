@@ -465,6 +465,15 @@ def test_missing_and_empty_folders_name_folder_and_extensions(tmp_path, make_ima
         _dm(tmp_path, val_dir_a=str(tmp_path / "B" / "readme.txt"), val_dir_b=str(tmp_path / "A"))
 
 
+def test_one_folder_for_both_domains_is_refused(tmp_path, make_images):
+    make_images(tmp_path / "A", 2)
+    (tmp_path / "same").symlink_to(tmp_path / "A")  # also through a link
+    for other in (tmp_path / "A", tmp_path / "same"):
+        dm = UnpairedImageDataModule(str(tmp_path / "A"), str(other), image_size=16, batch_size=1)
+        with pytest.raises(DataError, match=r"dir_a and dir_b are the same folder \(.*A\): give one folder per domain"):
+            dm.setup("fit")
+
+
 @pytest.mark.parametrize(
     "kw",
     [

@@ -420,6 +420,8 @@ class UnpairedImageDataModule(pl.LightningDataModule):
             return
         files_a = _list_folder(self.dir_a, "dir_a")
         files_b = _list_folder(self.dir_b, "dir_b")
+        if os.path.realpath(self.dir_a) == os.path.realpath(self.dir_b):
+            raise DataError(f"dir_a and dir_b are the same folder ({self.dir_a}): give one folder per domain")
         if self.exclude:
             held_out = listed_files(self.exclude)
             files_a = [f for f in files_a if f.resolve() not in held_out]

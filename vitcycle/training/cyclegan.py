@@ -46,7 +46,8 @@ from vitcycle.training.compiling import compile_graph_count, maybe_compile
 from vitcycle.training.diff_augment import diff_augment
 from vitcycle.training.ema import GeneratorEMA
 from vitcycle.training.image_pool import ImagePool
-from vitcycle.training.losses import GAN_LOSSES, DiscOutput, GanLossName, cycle_l1, gradient_penalty, scales
+from vitcycle.training.losses import GAN_LOSSES, DiscOutput, GanLossName, cycle_l1, scales
+from vitcycle.training.losses import gradient_penalty as penalty_loss
 from vitcycle.training.options import (
     Compile,
     CycleLoss,
@@ -384,8 +385,8 @@ class CycleGAN(pl.LightningModule):
         loss = d["loss/d_a"] + d["loss/d_b"]
         penalty = self.gradient_penalty
         if penalty.weight > 0:
-            d["loss/gp_a"] = gradient_penalty(self.disc_a, real_a, pooled_fake_a, penalty.center, rng)
-            d["loss/gp_b"] = gradient_penalty(self.disc_b, real_b, pooled_fake_b, penalty.center, rng)
+            d["loss/gp_a"] = penalty_loss(self.disc_a, real_a, pooled_fake_a, penalty.center, rng)
+            d["loss/gp_b"] = penalty_loss(self.disc_b, real_b, pooled_fake_b, penalty.center, rng)
             loss = loss + penalty.weight * (d["loss/gp_a"] + d["loss/gp_b"])
         d["loss/disc"] = loss
         return loss, d, preds
