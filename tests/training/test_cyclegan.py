@@ -79,7 +79,7 @@ def test_training_logs_losses_checkpoints_and_image_grids(tiny_data, tmp_path):
         assert key in logged, key
     assert torch.isfinite(torch.stack([torch.as_tensor(v) for v in logged.values()])).all()
     assert logged["schedule/identity_weight"].item() == pytest.approx(0.5)  # no fade: the schedules are logged as set
-    assert {p.name for p in (tmp_path / "ckpt").iterdir()} == {"last.ckpt", "best.ckpt"}
+    assert {p.name for p in (tmp_path / "ckpt").glob("*.ckpt")} == {"last.ckpt", "best.ckpt"}
     events = list((tmp_path / "run/tb/version_0").glob("events.out.tfevents.*"))
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -14,6 +14,7 @@ from vitcycle.data.datamodule import UnpairedImageDataModule
 from vitcycle.errors import VitcycleError
 from vitcycle.training.cyclegan import CycleGAN
 from vitcycle.training.options import migrate_flat
+from vitcycle.training.run_lock import hold_run_lock
 
 NETWORKS = ("gen_ab", "gen_ba", "disc_a", "disc_b")
 LIGHTNING_CKPT_KEYWORDS = ("last", "best", "hpc", "registry")
@@ -84,7 +85,8 @@ class _RunFolder:
     Checkpoint callbacks without a `dirpath` write to `<default_root_dir>/checkpoints` (Lightning's
     own default is a new versioned folder per run, which `make` and the README could not name);
     the TensorBoard logs go to Lightning's default logger there too. A fit without `--ckpt_path`
-    into a checkpoint folder that already holds .ckpt files is refused before any work.
+    into a checkpoint folder that already holds .ckpt files is refused before any work, and so is a
+    fit into a run folder another fit is using (`run_lock`).
     """
 
     def parse_arguments(self, parser, args) -> None:
@@ -98,6 +100,9 @@ class _RunFolder:
         for callback in trainer.checkpoint_callbacks:
             if callback.dirpath is None:
                 callback.dirpath = os.path.realpath(os.path.join(trainer.default_root_dir, "checkpoints"))
+        if trainer.global_rank == 0:  # one run per folder: before the checkpoint check, so no race passes it
+            for folder in sorted({Path(c.dirpath) for c in trainer.checkpoint_callbacks}):
+                hold_run_lock(folder)
         if self.config[self.subcommand].get("ckpt_path"):
             return
         for folder in sorted({Path(c.dirpath) for c in trainer.checkpoint_callbacks}):
