@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pytorch_lightning as pl
 import torch
 import yaml
 
@@ -122,3 +125,26 @@ def tiny_cyclegan(gen: dict | None = None, gen_ba: object = None, **options):
     vit = {**TINY_VIT, **(gen or {})}
     return CycleGAN(ViTTranslator(**vit), gen_ba if gen_ba is not None else ViTTranslator(**vit),
                     PatchDiscriminator(**TINY_DISC), PatchDiscriminator(**TINY_DISC), **options)
+
+
+class SignalAt(pl.Callback):
+    """A callback (YAML `class_path: tiny.SignalAt`) that sends `signal_name` to its own process at the start of
+    training batch `batch` (counted from 0 over the run), or, with `during_validation`, in the first
+    validation after that batch."""
+
+    def __init__(self, signal_name: str = "SIGTERM", batch: int = 1, during_validation: bool = False) -> None:
+        self.signum = getattr(signal, signal_name)
+        self.batch, self.during_validation, self.sent = batch, during_validation, False
+
+    def _send(self) -> None:
+        if not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), self.signum)
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        if trainer.global_step // 2 == self.batch and not self.during_validation:
+            self._send()
+
+    def on_validation_batch_start(self, trainer, module, batch, batch_idx, dataloader_idx=0) -> None:
+        if self.during_validation and trainer.global_step // 2 > self.batch and not trainer.sanity_checking:
+            self._send()

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from vitcycle.errors import JudgeError, VitcycleError
+from vitcycle.errors import JudgeError, TrainingInterrupted, VitcycleError
 
 DETECTOR_HELP = "face detector: auto (MTCNN landmarks with vitcycle[faces], else Haar), mtcnn or haar"
 
@@ -420,6 +420,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except VitcycleError as err:
             print(f"vitcycle {argv[0]}: error: {_one_line(err)}", file=sys.stderr)
             return 2
+        except TrainingInterrupted as err:  # a stop signal: last.ckpt saved; the exit code of that signal
+            print(f"vitcycle {argv[0]}: {err}", file=sys.stderr)
+            return 128 + err.signum
         return 0
     parser = build_parser()
     args = parser.parse_args(argv)

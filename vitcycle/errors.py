@@ -72,3 +72,15 @@ class ExportError(VitcycleError):
 
 class JudgeError(VitcycleError):
     """A judge file or judge option is unusable."""
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on a signal (a scheduler's SIGTERM, SIGUSR1, Ctrl+C) after saving a resumable checkpoint.
+
+    Not a user error: the CLI prints `message` (how to resume) and exits 128 + `signum`, as a process
+    killed by that signal would, so a scheduler sees the job as interrupted and can requeue it.
+    """
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(message)
+        self.signum = signum

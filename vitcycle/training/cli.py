@@ -14,6 +14,7 @@ from vitcycle.data.datamodule import UnpairedImageDataModule
 from vitcycle.errors import VitcycleError
 from vitcycle.training.cyclegan import CycleGAN
 from vitcycle.training.options import migrate_flat
+from vitcycle.training.preemption import Preemption
 from vitcycle.training.run_lock import hold_run_lock
 
 NETWORKS = ("gen_ab", "gen_ba", "disc_a", "disc_b")
@@ -100,6 +101,8 @@ class _RunFolder:
         for callback in trainer.checkpoint_callbacks:
             if callback.dirpath is None:
                 callback.dirpath = os.path.realpath(os.path.join(trainer.default_root_dir, "checkpoints"))
+        if not any(isinstance(c, Preemption) for c in trainer.callbacks):
+            trainer.callbacks.append(Preemption())  # a stop signal saves last.ckpt and exits 128 + its number
         if trainer.global_rank == 0:  # one run per folder: before the checkpoint check, so no race passes it
             for folder in sorted({Path(c.dirpath) for c in trainer.checkpoint_callbacks}):
                 hold_run_lock(folder)
