@@ -10,6 +10,7 @@ there before untouched and no half-written file behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -53,10 +54,24 @@ def check_outputs(
     return existing
 
 
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _flush_to_disk(path: Path) -> None:
+    """Wait until the file's bytes are on the disk (fsync), so a crash after the rename cannot leave it empty."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
-def replaced_atomically(path: str | os.PathLike) -> Iterator[Path]:
+def replaced_atomically(path: str | os.PathLike, durable: bool = False, size: int | None = None) -> Iterator[Path]:
     """Yield a temporary path beside `path` (same suffix, so encoders pick the same format); when
-    the block succeeds it replaces `path` in one step, when it fails it is removed."""
+    the block succeeds it replaces `path` in one step, when it fails it is removed. `durable` files
+    (checkpoints, judges, exports, reports) are flushed to the disk first. A full disk is one line
+    that names the folder (and `size`, the bytes to write, when given); `path` stays as it was."""
     path = Path(path).expanduser()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -65,6 +80,14 @@ def replaced_atomically(path: str | os.PathLike) -> Iterator[Path]:
     tmp = _partial(path)
     try:
         yield tmp
+        if durable:
+            _flush_to_disk(tmp)
         os.replace(tmp, path)
+    except OSError as err:
+        if err.errno not in _DISK_FULL:
+            raise
+        needs = f" (about {size / 1e6:.1f} MB)" if size else ""
+        raise VitcycleError(f"no space left in {path.parent} to write {path.name}{needs}; {path} is as it was; "
+                            "free space there or write elsewhere") from None
     finally:
         tmp.unlink(missing_ok=True)

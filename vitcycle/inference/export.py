@@ -165,7 +165,7 @@ def export_generator(
 
     # Exported into a temporary file that replaces `out` only after the parity check: a failed
     # export leaves nothing behind and an existing file at `out` untouched.
-    with replaced_atomically(out) as tmp, torch.inference_mode(False), torch.no_grad():
+    with replaced_atomically(out, durable=True) as tmp, torch.inference_mode(False), torch.no_grad():
         if fmt == "onnx":
             _export_onnx(model, example, tmp, translator.patch_size if dynamic else None)
         else:

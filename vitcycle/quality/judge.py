@@ -359,7 +359,7 @@ def save_judge(judge: DomainJudge | JudgeEnsemble, path: str | os.PathLike, over
         "classes": list(CLASSES),
         "members": [{"size": m.size, "width": m.width, "state_dict": m.state_dict(), "summary": m.summary} for m in members],
     }
-    with replaced_atomically(path) as tmp:
+    with replaced_atomically(path, durable=True) as tmp:
         torch.save(state, tmp)
     return path
 

@@ -525,6 +525,6 @@ def write_report(report: dict, path: str | os.PathLike) -> Path:
         return x
 
     path = Path(path).expanduser()
-    with replaced_atomically(path) as tmp:
+    with replaced_atomically(path, durable=True) as tmp:
         tmp.write_text(json.dumps(clean(report), indent=2) + "\n", encoding="utf-8")
     return path

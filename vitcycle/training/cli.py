@@ -8,10 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.cli import LightningCLI
 
 from vitcycle.data.datamodule import UnpairedImageDataModule
 from vitcycle.errors import VitcycleError
+from vitcycle.training.checkpoint_io import AtomicCheckpointIO
 from vitcycle.training.cyclegan import CycleGAN
 from vitcycle.training.options import migrate_flat
 from vitcycle.training.preemption import Preemption
@@ -101,6 +103,8 @@ class _RunFolder:
         for callback in trainer.checkpoint_callbacks:
             if callback.dirpath is None:
                 callback.dirpath = os.path.realpath(os.path.join(trainer.default_root_dir, "checkpoints"))
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # Lightning's default: not atomic on a full disk
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         if not any(isinstance(c, Preemption) for c in trainer.callbacks):
             trainer.callbacks.append(Preemption())  # a stop signal saves last.ckpt and exits 128 + its number
         if trainer.global_rank == 0:  # one run per folder: before the checkpoint check, so no race passes it
