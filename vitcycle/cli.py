@@ -146,6 +146,11 @@ def _cmd_translate(args: argparse.Namespace) -> int:
         raise VitcycleError(f"--size {args.size} must be a positive number of pixels")
     with one_line_warnings("vitcycle translate"):
         jobs = plan_translation(args.input, args.output, ext=args.ext)  # path errors before the model loads
+        read = {Path(p).expanduser().resolve(): flag for flag, p in (("--ckpt", args.ckpt), ("--style", args.style)) if p}
+        for job in jobs:  # through any link: an output must never be the checkpoint or style image in use
+            if job.dst.resolve() in read:
+                raise VitcycleError(f"output {job.dst} is the {read[job.dst.resolve()]} file this command reads "
+                                    "(through a link); choose another output path")
         existing = [job.dst for job in jobs if job.dst.exists()]
         if existing:
             print(f"{len(existing)} output file(s) exist and will be replaced, e.g. {existing[0]}", file=sys.stderr)
@@ -213,13 +218,17 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from vitcycle.console import one_line_warnings
-    from vitcycle.inference.export import default_output, export_generator
+    from vitcycle.inference.export import EXTENSIONS, default_output, export_generator
     from vitcycle.inference.translator import Translator
     from vitcycle.outputs import check_outputs
 
     with one_line_warnings("vitcycle export"):
         out = args.out or default_output(args.ckpt, args.format, args.direction)
-        _say_replaced(check_outputs({"--out": out}, [args.ckpt]))  # before any work
+        existing = check_outputs({"--out": out}, [args.ckpt])  # before any work
+        allowed = EXTENSIONS[args.format]
+        if not str(out).lower().endswith(allowed):  # an export never lands on an image or other file by mistake
+            raise VitcycleError(f"--out {out}: a {args.format} export must end in {' or '.join(allowed)}")
+        _say_replaced(existing)
         translator = Translator.from_checkpoint(args.ckpt, direction=args.direction, use_ema=not args.no_ema, device="cpu")
         result = export_generator(
             translator, out, fmt=args.format, size=args.size, dynamic=args.dynamic, atol=args.atol

@@ -73,11 +73,19 @@ def test_parity_failure_is_an_error(ckpt: Path, tmp_path: Path, monkeypatch) -> 
     assert earlier.read_bytes() == b"a file that was there before" and sorted(tmp_path.iterdir()) == [earlier]
 
 
-def test_export_onto_its_own_checkpoint_is_refused_before_any_work(ckpt: Path, capsys) -> None:
+def test_export_onto_its_own_checkpoint_or_another_kind_of_file_is_refused_before_any_work(
+        ckpt: Path, tmp_path: Path, capsys) -> None:
     before = ckpt.read_bytes()
-    assert main(["export", "--ckpt", str(ckpt), "--format", "torchscript", "--out", str(ckpt)]) == 2
-    assert f"--out {ckpt} is a file this command reads" in capsys.readouterr().err
-    assert ckpt.read_bytes() == before
+    link = tmp_path / "gen.pt"
+    link.symlink_to(ckpt)
+    assert main(["export", "--ckpt", str(ckpt), "--format", "torchscript", "--out", str(link)]) == 2
+    assert f"--out {link} is a file this command reads" in capsys.readouterr().err
+    image = tmp_path / "keep.png"
+    image.write_bytes(b"a user's image")
+    for fmt, out, endings in (("torchscript", image, ".pt or .pth or .ts"), ("onnx", tmp_path / "other.pt", ".onnx")):
+        assert main(["export", "--ckpt", str(ckpt), "--format", fmt, "--out", str(out)]) == 2
+        assert f"--out {out}: a {fmt} export must end in {endings}" in capsys.readouterr().err
+    assert ckpt.read_bytes() == before and image.read_bytes() == b"a user's image"
 
 
 def test_missing_onnx_packages_say_how_to_install(ckpt: Path, tmp_path: Path, monkeypatch, capsys) -> None:

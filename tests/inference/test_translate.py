@@ -371,6 +371,22 @@ def test_cli_translate_refuses_output_inside_input_and_overwrite(tmp_path: Path,
     assert image.read_bytes() == before and not (src / "out").exists()
 
 
+def test_cli_translate_refuses_an_output_linked_to_its_checkpoint_or_style(tmp_path: Path, ckpt: Path, capsys) -> None:
+    image = write_png(tmp_path / "a.png", smooth_image(16, 16))
+    style = write_png(tmp_path / "style.png", smooth_image(16, 16, seed=1))
+    weights = tmp_path / "last.ckpt"
+    weights.write_bytes(ckpt.read_bytes())
+    for flag, target in (("--ckpt", weights), ("--style", style)):
+        link = tmp_path / f"link_to_{target.stem}.png"
+        link.symlink_to(target)
+        before = target.read_bytes()
+        assert main(["translate", "--ckpt", str(weights), "--input", str(image), "--output", str(link),
+                     "--style", str(style)]) == 2
+        err = capsys.readouterr().err
+        assert f"output {link} is the {flag} file this command reads (through a link)" in err and err.count("\n") == 1
+        assert target.read_bytes() == before
+
+
 def test_cli_translate_grid(tmp_path: Path, ckpt: Path) -> None:
     src = write_png(tmp_path / "a.png", smooth_image(20, 30))
     assert main(["translate", "--ckpt", str(ckpt), "--input", str(src), "--output", str(tmp_path / "g.png"), "--grid", "--device", "cpu"]) == 0

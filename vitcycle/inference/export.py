@@ -32,6 +32,8 @@ from vitcycle.outputs import replaced_atomically
 
 ExportFormat = Literal["onnx", "torchscript"]
 SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
+EXTENSIONS: dict[str, tuple[str, ...]] = {"onnx": (".onnx",), "torchscript": (".pt", ".pth", ".ts")}
+"""The endings an export's output file may have, per format (checked before any work)."""
 
 
 class ExportWrapper(nn.Module):
