@@ -676,3 +676,18 @@ def test_changed_hyperparameters_on_resume_are_applied_and_said(tiny_data, tmp_p
     err = capsys.readouterr().err
     assert "cycle_a: {'weight': 5.0, 'space': 'rgb', 'downsample': 1} -> {'weight': 20.0, 'space': 'rgb', 'downsample': 1}" in err
     assert "gan_loss: lsgan -> hinge" in err
+
+
+def test_a_resume_on_other_data_is_said_and_a_hostile_last_is_one_line(tiny_data, judge_data, tmp_path, capsys):
+    config = tiny_config(tmp_path, tiny_data)
+    cli_main(["fit", "--config", str(config)])
+    last = tmp_path / "ckpt/last.ckpt"
+    cli_main(["fit", "--config", str(config), "--trainer.max_epochs=2", f"--data.dir_a={judge_data / 'trainA'}",
+              f"--ckpt_path={last}"])
+    err = capsys.readouterr().err
+    assert f"data.dir_a: {tiny_data / 'trainA'} -> {judge_data / 'trainA'}" in err and "data.dir_b" not in err
+    # `--ckpt_path last` (Lightning's keyword) reads the run's last.ckpt as safely as a named path
+    last.write_bytes(b"PK\x03\x04 a forged zip, no checkpoint")
+    assert main(["fit", "--config", str(config), "--trainer.max_epochs=3", "--ckpt_path=last"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"vitcycle fit: error: cannot read checkpoint {last}") and "Traceback" not in "".join(err)

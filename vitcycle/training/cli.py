@@ -16,7 +16,7 @@ from vitcycle.errors import VitcycleError
 from vitcycle.training.checkpoint_io import AtomicCheckpointIO
 from vitcycle.training.cyclegan import CycleGAN
 from vitcycle.training.options import migrate_flat
-from vitcycle.training.preemption import Preemption
+from vitcycle.training.preemption import Preemption, last_checkpoint_path
 from vitcycle.training.run_lock import hold_run_lock
 
 NETWORKS = ("gen_ab", "gen_ba", "disc_a", "disc_b")
@@ -43,10 +43,11 @@ def _built_spec(spec: Any, source: Path) -> Any:
         return spec
 
 
-def check_resume(path: str, given: dict) -> list[str]:
+def check_resume(path: str, given: dict, given_data: dict | None = None) -> list[str]:
     """The resume policy for `fit --ckpt_path`: the checkpoint must be readable (read safely) and
     of the architecture the config gives; any other hyperparameter the config changes is applied,
-    and returned as "name: old -> new" lines so that the change is said, not silent."""
+    and returned as "name: old -> new" lines so that the change is said, not silent; so are
+    changed data settings (`given_data`: other folders, another size), as "data.name: old -> new"."""
     from vitcycle.checkpoint import safe_load
 
     ckpt = safe_load(path, hint="pass a .ckpt written by `vitcycle fit` to --ckpt_path")
@@ -65,6 +66,10 @@ def check_resume(path: str, given: dict) -> list[str]:
         )
     changed = [f"{k}: {saved[k]} -> {given[k]}" for k in sorted(given.keys() & saved.keys())
                if k not in NETWORKS and not k.startswith("_") and _differs(saved[k], given[k])]
+    data = ckpt.get("datamodule_hyper_parameters")
+    if isinstance(data, dict) and given_data:
+        changed += [f"data.{k}: {data[k]} -> {given_data[k]}" for k in sorted(given_data.keys() & data.keys())
+                    if not k.startswith("_") and _differs(data[k], given_data[k])]
     return changed + [f"{option} -> removed from vitcycle (benchmarks/RESULTS.md, the ledger)" for option in removed]
 
 
@@ -110,7 +115,12 @@ class _RunFolder:
         if trainer.global_rank == 0:  # one run per folder: before the checkpoint check, so no race passes it
             for folder in sorted({Path(c.dirpath) for c in trainer.checkpoint_callbacks}):
                 hold_run_lock(folder)
-        if self.config[self.subcommand].get("ckpt_path"):
+        ckpt_path = self.config[self.subcommand].get("ckpt_path")
+        if ckpt_path == "last":  # Lightning's keyword: the file it would resume is read safely and checked first
+            last = last_checkpoint_path(trainer)
+            if last.is_file():
+                check_resume(str(last), self.config[self.subcommand]["model"].as_dict())
+        if ckpt_path:
             return
         for folder in sorted({Path(c.dirpath) for c in trainer.checkpoint_callbacks}):
             found = sorted(p.name for p in folder.glob("*.ckpt")) if folder.is_dir() else []
@@ -148,7 +158,8 @@ class VitCycleCLI(_RunFolder, LightningCLI):
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if not ckpt_path or ckpt_path in LIGHTNING_CKPT_KEYWORDS:
             return
-        changes = check_resume(ckpt_path, self.config[subcommand]["model"].as_dict())
+        config = self.config[subcommand]
+        changes = check_resume(ckpt_path, config["model"].as_dict(), config["data"].as_dict())
         if changes:
             print(f"resuming {ckpt_path} with these hyperparameters changed by the config or flags:", file=sys.stderr)
             for line in changes:
