@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -34,12 +36,39 @@ def _decode(body: bytes) -> np.ndarray:
 def served(tiny_ckpt):
     """(service, base URL) of a server on a free port of localhost, for this module's tests."""
     service = TranslationService(tiny_ckpt, device="cpu", max_bytes=200_000)
-    server = make_server(service, "127.0.0.1", 0)
+    server = make_server(service, "127.0.0.1", 0, max_queue=4, body_timeout=1.0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    _wait_until_up(server.server_address)
     yield service, f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
+    thread.join(timeout=10)
     server.server_close()
+
+
+def _wait_until_up(address) -> None:
+    for _ in range(100):
+        try:
+            with socket.create_connection(address, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listens on {address}")
+
+
+def _raw(url: str, request: bytes, pause: float = 0.0, rest: bytes = b"") -> tuple[int, str]:
+    """Send `request` bytes (then `rest` after `pause` seconds) on one connection; the status and body of the answer."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
+        conn.sendall(request)
+        if rest:
+            time.sleep(pause)
+            conn.sendall(rest)
+        answer = b""
+        while chunk := conn.recv(65536):  # the error answers close the connection
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode(errors="replace")
 
 
 def _post(url: str, body: bytes, query: str = "direction=a2b&face=whole") -> tuple[int, bytes, str]:
@@ -79,7 +108,7 @@ def test_non_images_and_too_large_uploads_get_a_message(served):
     assert status == 400 and kind == "application/json"
     assert json.loads(body)["error"] == "not a supported image format: upload a JPEG, PNG, WebP or BMP image"
     status, body, _ = _post(url, b"\0" * 300_000)
-    assert status == 413 and json.loads(body)["error"] == "the upload is 0.3 MB; the limit is 0.2 MB"
+    assert status == 413 and json.loads(body)["error"] == "the upload is 0.3 MB or more; the limit is 0.2 MB"
     status, body, _ = _post(url, _png(_image(8, 8, 1)), "direction=sideways")
     assert status == 400 and "direction must be one of a2b, b2a" in json.loads(body)["error"]
 
@@ -166,3 +195,40 @@ def test_serve_command_defaults_to_localhost_and_refuses_a_missing_checkpoint(tm
     assert main(["serve", "--ckpt", str(missing)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"vitcycle serve: error: checkpoint {missing} does not exist; pass the .ckpt file written by `vitcycle fit`"]
+
+
+def test_the_upload_limit_holds_whatever_the_headers_say(served):
+    """A chunked body, or one that outgrows a small declared length, is refused as it passes the limit."""
+    _, url = served
+    chunk = b"\0" * 100_000
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(3)) + b"0\r\n\r\n"
+    status, body = _raw(url, b"POST /api/translate HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked)
+    assert status == 413 and "the limit is 0.2 MB" in body
+    status, body = _raw(url, b"POST /api/translate HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n")
+    assert status == 400  # the HTTP parser's answer: no traceback, no dropped connection
+    status, body = _raw(url, b"POST /api/translate HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n" + chunk)
+    assert status == 400
+
+
+def test_a_stalled_upload_gets_408_and_a_full_queue_503(served):
+    service, url = served
+    status, body = _raw(url, b"POST /api/translate HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nabc")
+    assert status == 408 and "stalled" in body  # 3 bytes of a declared 1000, then nothing for a second
+    release = threading.Event()
+    slow = service.translate
+
+    def held(*args):  # translations wait here until released: the queue (4) fills up
+        release.wait(30)
+        return slow(*args)
+
+    service.translate = held
+    try:
+        png = _png(_image(16, 16, 0))
+        with ThreadPoolExecutor(max_workers=10) as pool:
+            futures = [pool.submit(_post, url, png) for _ in range(10)]
+            time.sleep(1.0)
+            release.set()
+            statuses = sorted(f.result()[0] for f in futures)
+    finally:
+        service.translate = slow
+    assert statuses.count(200) >= 4 and set(statuses) <= {200, 503} and 503 in statuses  # no reset, no other error

@@ -1,27 +1,35 @@
 """`vitcycle serve`: a web page to try a checkpoint, and the HTTP API behind it.
 
-Python's own `ThreadingHTTPServer` and one HTML page, written by hand on purpose: no web framework
-to install or to fight the pinned torch/numpy stack, one thread per request so several users are
-served at once. Uploads are decoded in memory and never written to disk; the model is loaded once
-and called under a lock (decoding and encoding run in parallel).
+An ASGI app (Starlette) on uvicorn, an asyncio server: idle or slow connections cost no thread, the
+listen backlog is large, malformed requests (a bad Content-Length, say) are answered 400 by the HTTP
+parser, and the body is read in chunks, so the upload limit holds also without a Content-Length,
+with a wrong one, or chunked. Inference runs in a thread pool behind a bounded queue: when it is
+full the answer is 503 with `Retry-After`, never a reset connection. Uploads are decoded in memory
+and never written to disk; the model is loaded once and called under a lock.
 
 API: `GET /api/info` (JSON: checkpoint name, image size, directions, face modes and detector, upload limit);
-`POST /api/translate?direction=a2b&face=whole` with the image bytes as the body answers a PNG, or
-a JSON `{"error": ...}` with status 400 (not an image) or 413 (too large).
+`POST /api/translate?direction=a2b&face=whole` with the image bytes as the body answers a PNG, or a
+JSON `{"error": ...}` with status 400 (not an image), 408 (the body came too slowly), 413 (too large)
+or 503 (busy).
 """
 
 from __future__ import annotations
 
+import asyncio
 import html
-import json
 import os
+import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
 
 import cv2
 import numpy as np
+import uvicorn
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
 
 from vitcycle.data.imageio import MAX_PIXELS, decode_image
 from vitcycle.errors import ImageReadError, VitcycleError
@@ -129,50 +137,108 @@ drop.addEventListener("drop", (e) => {{ e.preventDefault(); drop.classList.remov
 </script></body></html>"""
 
 
-def make_server(service: TranslationService, host: str = "127.0.0.1", port: int = 7860) -> ThreadingHTTPServer:
-    """An HTTP server for `service` (not started: call `serve_forever`); port 0 picks a free port."""
-    page = _page(service.info()).encode()
+class _Busy(Exception):
+    pass
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args) -> None:  # quiet: one line per request is noise for a demo
-            pass
 
-        def _send(self, status: int, body: bytes, kind: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(body)
+def make_app(service: TranslationService, max_queue: int = 8, body_timeout: float = 10.0) -> Starlette:
+    """The page and the API of `service`: at most `max_queue` translations wait or run at once (more get
+    503); a body that stalls for `body_timeout` seconds gets 408."""
+    page = _page(service.info())
+    pending = 0  # translations waiting for or holding the model (the event loop is one thread: no lock)
 
-        def _error(self, status: int, message: str) -> None:
-            self._send(status, json.dumps({"error": message}).encode(), "application/json")
+    def error(status: int, message: str, **headers: str) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status, headers={"Cache-Control": "no-store", **headers})
 
-        def do_GET(self) -> None:  # noqa: N802 - the http.server API
-            path = urlparse(self.path).path
-            if path == "/":
-                self._send(200, page, "text/html; charset=utf-8")
-            elif path == "/api/info":
-                self._send(200, json.dumps(service.info()).encode(), "application/json")
-            else:
-                self._error(404, f"no page {path}")
+    async def home(request: Request) -> Response:
+        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
-        def do_POST(self) -> None:  # noqa: N802
-            url = urlparse(self.path)
-            if url.path != "/api/translate":
-                return self._error(404, f"no API {url.path}")
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > service.max_bytes:
-                self.close_connection = True  # the body is not read
-                return self._error(413, f"the upload is {length / 1e6:.1f} MB; the limit is {service.max_bytes / 1e6:g} MB")
-            data = self.rfile.read(length)  # in memory only, never on disk
-            query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+    async def info(request: Request) -> Response:
+        return JSONResponse(service.info(), headers={"Cache-Control": "no-store"})
+
+    async def read_body(request: Request) -> bytes:
+        """The body, in memory, refused as soon as it passes the limit, whatever its headers claim."""
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > service.max_bytes:
+            raise _TooLarge(int(declared))
+        chunks, size = [], 0
+        stream = request.stream().__aiter__()
+        while True:
             try:
-                out = service.translate(data, query.get("direction", "a2b"), query.get("face", "whole"))
-            except ImageReadError as err:
-                return self._error(400, f"{str(err).removeprefix('cannot read image the upload: ')}: upload a JPEG, PNG, WebP or BMP image")
-            except VitcycleError as err:
-                return self._error(400, str(err))
-            self._send(200, encode_png(out), "image/png")
+                chunk = await asyncio.wait_for(stream.__anext__(), body_timeout)
+            except StopAsyncIteration:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > service.max_bytes:
+                raise _TooLarge(size)
+            chunks.append(chunk)
 
-    return ThreadingHTTPServer((host, port), Handler)
+    async def translate(request: Request) -> Response:
+        nonlocal pending
+        if pending >= max_queue:
+            return error(503, "busy: too many translations at once; try again in a moment", **{"Retry-After": "1"})
+        try:
+            data = await read_body(request)
+        except _TooLarge as err:
+            return error(413, f"the upload is {err.size / 1e6:.1f} MB or more; the limit is {service.max_bytes / 1e6:g} MB",
+                         Connection="close")
+        except asyncio.TimeoutError:
+            return error(408, f"the upload stalled for {body_timeout:g} s; send it again", Connection="close")
+        query = request.query_params
+        pending += 1
+        try:
+            out = await run_in_threadpool(service.translate, data, query.get("direction", "a2b"), query.get("face", "whole"))
+            return Response(await run_in_threadpool(encode_png, out), media_type="image/png", headers={"Cache-Control": "no-store"})
+        except ImageReadError as err:
+            return error(400, f"{str(err).removeprefix('cannot read image the upload: ')}: upload a JPEG, PNG, WebP or BMP image")
+        except VitcycleError as err:
+            return error(400, str(err))
+        finally:
+            pending -= 1
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return error(404, f"no page {request.url.path}")
+
+    routes = [Route("/", home), Route("/api/info", info), Route("/api/translate", translate, methods=["POST"])]
+    return Starlette(routes=routes, exception_handlers={404: not_found})
+
+
+class _TooLarge(Exception):
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.size = size
+
+
+class Server:
+    """uvicorn serving `make_app(service)` on an already bound socket (port 0 picks a free one)."""
+
+    def __init__(self, service: TranslationService, host: str = "127.0.0.1", port: int = 7860, max_queue: int = 8,
+                 idle_timeout: float = 5.0, body_timeout: float = 10.0) -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.socket = socket.socket(family, socket.SOCK_STREAM)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self.socket.bind((host, port))
+        except OSError:
+            self.socket.close()
+            raise
+        self.server_address = self.socket.getsockname()[:2]
+        config = uvicorn.Config(make_app(service, max_queue, body_timeout), log_level="warning", timeout_keep_alive=idle_timeout,
+                                backlog=2048, access_log=False, lifespan="off")
+        self._server = uvicorn.Server(config)
+
+    def serve_forever(self) -> None:
+        """Serve until `shutdown` (or Ctrl-C in the main thread)."""
+        self._server.run(sockets=[self.socket])
+
+    def shutdown(self) -> None:
+        self._server.should_exit = True
+
+    def server_close(self) -> None:
+        self.socket.close()
+
+
+def make_server(service: TranslationService, host: str = "127.0.0.1", port: int = 7860, **options: float) -> Server:
+    """A server for `service`, bound but not started (call `serve_forever`); port 0 picks a free port;
+    `options`: `Server`'s max_queue, idle_timeout, body_timeout."""
+    return Server(service, host, port, **options)
