@@ -283,8 +283,10 @@ def test_a_looping_symlinked_file_is_skipped_with_a_warning_by_translate_and_fit
     assert "translated 1, skipped 0" in capsys.readouterr().out
     from vitcycle.data.datamodule import UnpairedImageDataModule
 
+    other = tmp_path / "other"
+    write_png(other / "y.png", smooth_image(8, 8, seed=1))
     with pytest.warns(UserWarning, match="looping symbolic link"):
-        dm = UnpairedImageDataModule(str(src), str(src), image_size=8, num_workers=0, val_fraction=0)
+        dm = UnpairedImageDataModule(str(src), str(other), image_size=8, num_workers=0, val_fraction=0)
         dm.setup("fit")
     assert [f.name for f in dm.train_set.files[0]] == ["x.png"]
 

@@ -377,7 +377,7 @@ def test_eval_counts_as_kept_only_the_hits_that_keep_the_layout():
     assert (row["n_target"], row["n_neither"], row["n_kept"]) == (6, 2, 4)
     assert row["kept"] == pytest.approx(4 / 8) and row["target"] == pytest.approx(6 / 8)
     report = {"domain": {"a2b": {"model": row}, "b2a": {}}, "judge_accuracy": {}}
-    assert "| a2b | model | 75.0% (6/8) | 25.0% (2/8) | 50.0% (4/8) |" in format_domain_table(report)
+    assert "| a2b | model | 75.0% (6/8) | 25.0% (2/8) | - | 50.0% (4/8) |" in format_domain_table(report)
 
 
 def test_validation_logs_the_domain_score_every_epoch(tiny_data, judge_file, tmp_path):
