@@ -48,6 +48,8 @@ def _cmd_data_align(args: argparse.Namespace) -> int:
     from vitcycle.faces.detect import face_detector
     from vitcycle.faces.folder import align_folder
 
+    out = Path(args.output)
+    _overwrite_rule(args, sorted(p for p in out.rglob("*") if p.is_file()) if out.is_dir() else [])
     with one_line_warnings("vitcycle data align"):
         detector = face_detector(args.detector)
         geometry = {k: v for k, v in (("eye_line", args.eye_line), ("eye_distance", args.eye_distance)) if v is not None}
@@ -63,7 +65,7 @@ def _new_judge_file(args: argparse.Namespace) -> Path:
     """`--out` of a judge command, refused before any work if it exists and `--overwrite` is not given."""
     out = Path(args.out)
     if out.exists() and not args.overwrite:
-        raise JudgeError(f"--out {out} already exists; keep it, pass --overwrite, or choose another --out")
+        raise JudgeError(f"--out {out} exists already; pass --overwrite to replace it, or choose another --out")
     return out
 
 
@@ -125,10 +127,15 @@ def _flag_hint(error: type[VitcycleError], hint: str) -> Iterator[None]:
         raise error(f"{err} ({hint})") from None
 
 
-def _say_replaced(paths: Sequence[object]) -> None:
-    """Outputs are replaced (atomically, once complete) when they exist: say so before the work."""
-    for path in paths:
-        print(f"{path} exists and will be replaced", file=sys.stderr)
+def _overwrite_rule(args: argparse.Namespace, existing: Sequence[object]) -> None:
+    """The one overwrite rule of every command: outputs that exist already are replaced (atomically, once
+    complete) only with `--overwrite`, and then said before the work; without it, one line and nothing done."""
+    if not existing:
+        return
+    more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+    if not getattr(args, "overwrite", False):
+        raise VitcycleError(f"{existing[0]}{more} exists already; pass --overwrite to replace it, or choose another output")
+    print(f"{existing[0]}{more} exists and will be replaced", file=sys.stderr)
 
 
 def _cmd_translate(args: argparse.Namespace) -> int:
@@ -151,9 +158,7 @@ def _cmd_translate(args: argparse.Namespace) -> int:
             if job.dst.resolve() in read:
                 raise VitcycleError(f"output {job.dst} is the {read[job.dst.resolve()]} file this command reads "
                                     "(through a link); choose another output path")
-        existing = [job.dst for job in jobs if job.dst.exists()]
-        if existing:
-            print(f"{len(existing)} output file(s) exist and will be replaced, e.g. {existing[0]}", file=sys.stderr)
+        _overwrite_rule(args, [job.dst for job in jobs if job.dst.exists()])
         style = read_image(args.style) if args.style else None
         translator = Translator.from_checkpoint(
             args.ckpt, direction=args.direction, use_ema=not args.no_ema, device=args.device
@@ -188,7 +193,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.ckpt).with_suffix(".eval.json")
     tests = [p for folder in (args.test_a, args.test_b) if Path(folder).exists() for p in [Path(folder), *find_images(folder)]]
     read = [args.ckpt, *tests, *(p for p in (args.judge, args.pairs) if p)]
-    _say_replaced(check_outputs({"--out": out, "--grid": args.grid}, read))  # before any work
+    _overwrite_rule(args, check_outputs({"--out": out, "--grid": args.grid}, read))  # before any work
     with one_line_warnings("vitcycle eval"), _flag_hint(InceptionWeightsError, "pass --inception-weights PATH, or --no-fid-kid"):
         report = run_eval(
             args.ckpt,
@@ -228,7 +233,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         allowed = EXTENSIONS[args.format]
         if not str(out).lower().endswith(allowed):  # an export never lands on an image or other file by mistake
             raise VitcycleError(f"--out {out}: a {args.format} export must end in {' or '.join(allowed)}")
-        _say_replaced(existing)
+        _overwrite_rule(args, existing)
         translator = Translator.from_checkpoint(args.ckpt, direction=args.direction, use_ema=not args.no_ema, device="cpu")
         result = export_generator(
             translator, out, fmt=args.format, size=args.size, dynamic=args.dynamic, atol=args.atol
@@ -303,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="eye height as a share of the side, from the top (default: as in the U-GAT-IT selfies)")
     align.add_argument("--eye-distance", type=float, default=None,
                        help="distance between the eye centres as a share of the side (default: as in the U-GAT-IT selfies)")
+    align.add_argument("--overwrite", action="store_true", help="replace outputs that exist already")
     align.set_defaults(func=_cmd_data_align)
 
     judge = sub.add_parser("judge", help="the domain judge of the offline real-data score")
@@ -346,6 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--grid", action="store_true", help="write input | output side by side")
     tr.add_argument("--max-pixels", type=float, default=None, help="skip inputs with more pixels than this (default 40e6)")
     tr.add_argument("--ext", default=None, help="write images with this extension (e.g. png) instead of the input's")
+    tr.add_argument("--overwrite", action="store_true", help="replace outputs that exist already")
     tr.set_defaults(func=_cmd_translate)
 
     ev = sub.add_parser("eval", help="FID/KID, paired metrics and the judge's domain score of a checkpoint")
@@ -369,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--grid", default=None, metavar="PNG",
         help="also write a PNG of samples: input | translation | target (paired) or | reconstruction (unpaired)",
     )
+    ev.add_argument("--overwrite", action="store_true", help="replace outputs that exist already")
     ev.set_defaults(func=_cmd_eval)
 
     ex = sub.add_parser("export", help="export a generator to ONNX or TorchScript, checked against PyTorch")
@@ -380,6 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--direction", choices=("a2b", "b2a"), default="a2b", help="a2b exports gen_ab, b2a gen_ba")
     ex.add_argument("--no-ema", action="store_true", help="export the raw generator weights instead of the EMA ones")
     ex.add_argument("--atol", type=float, default=1e-3, help="largest allowed difference to PyTorch (default 1e-3)")
+    ex.add_argument("--overwrite", action="store_true", help="replace outputs that exist already")
     ex.set_defaults(func=_cmd_export)
 
     sv = sub.add_parser("serve", help="a web page to try a checkpoint in a browser (and its HTTP API)")

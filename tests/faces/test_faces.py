@@ -273,3 +273,13 @@ def test_cli_data_align_real_faces_come_out_level(tmp_path: Path, mtcnn, selfies
         tilt, line, dist, mid = eye_geometry(np.array(mtcnn(crop)[0].eyes), 128)
         assert crop.shape == (128, 128, 3) and abs(tilt) < 5.0 and abs(line - EYE_LINE) < 0.08
 
+
+
+def test_data_align_replaces_files_in_its_output_only_with_overwrite(tmp_path, capsys):
+    (tmp_path / "photos").mkdir()
+    kept = tmp_path / "faces" / "mine.jpg"
+    kept.parent.mkdir()
+    kept.write_bytes(b"a face the user keeps")
+    assert main(["data", "align", "--input", str(tmp_path / "photos"), "--output", str(tmp_path / "faces")]) == 2
+    assert f"{kept} exists already; pass --overwrite to replace it" in capsys.readouterr().err
+    assert kept.read_bytes() == b"a face the user keeps"

@@ -105,10 +105,14 @@ def test_export_into_an_unwritable_place_is_one_line_before_any_work(ckpt: Path,
     assert a_file.read_text() == "not a folder" and sorted(tmp_path.iterdir()) == [a_file]
 
 
-def test_export_says_it_replaces_an_existing_output(ckpt: Path, tmp_path: Path, capsys) -> None:
+def test_export_replaces_an_existing_output_only_with_overwrite(ckpt: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "g.pt"
     out.write_bytes(b"an earlier export")
-    assert main(["export", "--ckpt", str(ckpt), "--format", "torchscript", "--out", str(out)]) == 0
+    args = ["export", "--ckpt", str(ckpt), "--format", "torchscript", "--out", str(out)]
+    assert main(args) == 2
+    assert f"{out} exists already; pass --overwrite to replace it" in capsys.readouterr().err
+    assert out.read_bytes() == b"an earlier export"
+    assert main([*args, "--overwrite"]) == 0
     assert f"{out} exists and will be replaced" in capsys.readouterr().err
     assert out.read_bytes()[:2] == b"PK" and sorted(tmp_path.iterdir()) == [out]  # a TorchScript zip
 

@@ -355,10 +355,12 @@ def test_cli_translate_forged_huge_header_is_skipped_by_its_true_size(tmp_path: 
     captured = capsys.readouterr()
     assert "translated 1, skipped 1" in captured.out
     assert "huge.png: 20000x20000 is over the pixel limit 40000000" in captured.err
-    assert main([*args, "--max-pixels", "1e9"]) == 0  # the limit is raised: the header passes, decoding fails
+    assert main([*args, "--max-pixels", "1e9"]) == 2  # the first run's output is there: refused, nothing done
+    assert f"{tmp_path / 'o' / 'small.png'} exists already; pass --overwrite" in capsys.readouterr().err
+    assert main([*args, "--max-pixels", "1e9", "--overwrite"]) == 0  # the limit is raised: the header passes, decoding fails
     err = capsys.readouterr().err
     assert "huge.png: not a decodable PNG file" in err
-    assert f"1 output file(s) exist and will be replaced, e.g. {tmp_path / 'o' / 'small.png'}" in err  # said, not silent
+    assert f"{tmp_path / 'o' / 'small.png'} exists and will be replaced" in err  # said, not silent
 
 
 def test_cli_translate_refuses_output_inside_input_and_overwrite(tmp_path: Path, ckpt: Path, capsys) -> None:
@@ -444,7 +446,10 @@ def test_a_video_without_decodable_frames_keeps_an_existing_output(tmp_path: Pat
     out.write_bytes(b"yesterday's result")
     # frames that all fail to decode: the writer sees none
     monkeypatch.setattr("vitcycle.inference.files.PathTranslator._write_video", lambda self, *args: 0)
-    assert main(["translate", "--ckpt", str(ckpt), "--input", str(src), "--output", str(out), "--device", "cpu"]) == 2
+    args = ["translate", "--ckpt", str(ckpt), "--input", str(src), "--output", str(out), "--device", "cpu"]
+    assert main(args) == 2
+    assert f"{out} exists already; pass --overwrite to replace it" in capsys.readouterr().err
+    assert main([*args, "--overwrite"]) == 2
     assert "no frame could be decoded" in capsys.readouterr().err
     assert out.read_bytes() == b"yesterday's result"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "out.mp4"]  # no partial file left

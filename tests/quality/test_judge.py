@@ -114,7 +114,7 @@ def test_cli_judge_fit_refuses_an_existing_out_before_any_work(judge_data, judge
     code = main(["judge", "fit", "--dir-a", str(judge_data / "trainA"), "--dir-b", str(judge_data / "trainB"),
                  "--out", str(judge_file)])
     assert code == 2
-    assert f"--out {judge_file} already exists" in capsys.readouterr().err
+    assert f"--out {judge_file} exists already; pass --overwrite" in capsys.readouterr().err
     assert judge_file.read_bytes() == before
 
 
@@ -447,7 +447,9 @@ def test_eval_into_an_unwritable_place_is_one_line_and_replacing_is_said(judge_d
         assert code == 2 and err[-1].startswith(f"vitcycle eval: error: {flag} /proc/vitcycle_eval.out cannot be written")
     report = tmp_path / "report.json"
     report.write_text("{}")
-    assert main([*args, "--out", str(report)]) == 0
+    assert main([*args, "--out", str(report)]) == 2 and report.read_text() == "{}"  # not without --overwrite
+    assert f"{report} exists already; pass --overwrite" in capsys.readouterr().err
+    assert main([*args, "--out", str(report), "--overwrite"]) == 0
     err = capsys.readouterr().err
     assert f"{report} exists and will be replaced" in err
     assert "eval a2b" not in err and "batch/s" not in err  # the progress bar is quiet off a terminal
