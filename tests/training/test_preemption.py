@@ -39,7 +39,7 @@ def test_a_stop_signal_saves_a_checkpoint_that_resumes_to_the_same_weights(
     assert main(["fit", "--config", str(stopped), "--trainer.max_epochs=2"]) == 128 + getattr(signal, signal_name)
     last = tmp_path / "stopped/ckpt/last.ckpt"
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == (f"vitcycle fit: stopped by {signal_name} after batch {stopped_after}, saved to {last}; "
+    assert err[-1] == (f"vitcycle fit: stopped by {signal_name} after {stopped_after} batches, saved to {last}; "
                        f"resume with the same command and --ckpt_path {last}")
     assert torch.load(last, weights_only=True)["global_step"] == 2 * stopped_after
     resumed = tiny_config(tmp_path / "stopped", tiny_data)  # the same run, without the signal

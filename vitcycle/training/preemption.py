@@ -72,5 +72,5 @@ class Preemption(pl.Callback):
         trainer.save_checkpoint(path)  # every rank calls it; rank 0 writes
         signum = self._signum or signal.SIGTERM  # another rank's signal
         batches = getattr(pl_module, "batches_seen", trainer.global_step)
-        raise TrainingInterrupted(signum, f"stopped by {signal.Signals(signum).name} after batch {batches}, "
+        raise TrainingInterrupted(signum, f"stopped by {signal.Signals(signum).name} after {batches} batches, "
                                           f"saved to {path}; resume with the same command and --ckpt_path {path}")
