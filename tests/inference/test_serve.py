@@ -232,3 +232,19 @@ def test_a_stalled_upload_gets_408_and_a_full_queue_503(served):
     finally:
         service.translate = slow
     assert statuses.count(200) >= 4 and set(statuses) <= {200, 503} and 503 in statuses  # no reset, no other error
+
+
+def test_idle_connections_cost_no_thread_and_block_no_one(served):
+    _, url = served
+    host, port = url.removeprefix("http://").split(":")
+    threads = threading.active_count()
+    idle = [socket.create_connection((host, int(port)), timeout=5) for _ in range(100)]
+    try:
+        time.sleep(0.5)
+        start = time.perf_counter()
+        status, _, _ = _post(url, _png(_image(16, 16, 2)))
+        assert status == 200 and time.perf_counter() - start < 5.0
+        assert threading.active_count() <= threads + 1  # the translation's worker thread at most
+    finally:
+        for conn in idle:
+            conn.close()
