@@ -12,13 +12,14 @@ from collections.abc import Callable
 from typing import Any
 
 from vitcycle.models.baselines import ResnetGenerator
-from vitcycle.models.discriminator import PatchDiscriminator
+from vitcycle.models.discriminator import PatchDiscriminator, ViTDiscriminator
 from vitcycle.models.generator import ViTTranslator
 
 __all__ = [
     "GENERATORS",
     "PatchDiscriminator",
     "ResnetGenerator",
+    "ViTDiscriminator",
     "ViTTranslator",
     "vit_base_p16",
     "vit_small_p16",
