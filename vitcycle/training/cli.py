@@ -94,7 +94,8 @@ class _RunFolder:
     own default is a new versioned folder per run, which `make` and the README could not name);
     the TensorBoard logs go to Lightning's default logger there too. A fit without `--ckpt_path`
     into a checkpoint folder that already holds .ckpt files is refused before any work, and so is a
-    fit into a run folder another fit is using (`run_lock`).
+    fit into a folder another fit is using (`run_lock`). Every fit saves atomically
+    (`checkpoint_io`) and stops on SIGTERM, SIGUSR1 or Ctrl+C with a resumable last.ckpt (`preemption`).
     """
 
     def parse_arguments(self, parser, args) -> None:
