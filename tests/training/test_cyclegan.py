@@ -31,7 +31,7 @@ TINY_GEN = {"class_path": "vitcycle.models.ViTTranslator", "init_args": TINY_VIT
 
 @pytest.mark.parametrize(
     ("config", "size", "lr", "cycle_weight", "identity_weight"),
-    [("configs/cycle.yaml", "vit_small_p16", 2e-4, 10.0, 0.5), ("configs/quickstart.yaml", "vit_tiny_p8", 6e-4, 5.0, 0.0)],
+    [("configs/cycle.yaml", "vit_small_p16", 2e-4, 5.0, 0.5), ("configs/quickstart.yaml", "vit_tiny_p8", 6e-4, 5.0, 0.0)],
 )  # the paper's recipe; the CPU one
 def test_print_config_of_shipped_configs(config, size, lr, cycle_weight, identity_weight, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -45,6 +45,15 @@ def test_print_config_of_shipped_configs(config, size, lr, cycle_weight, identit
     assert printed["model"]["optimizer_gen"]["init_args"]["betas"] == [0.5, 0.999]
     assert printed["model"]["cycle_a"]["weight"] == printed["model"]["cycle_b"]["weight"] == cycle_weight
     assert printed["model"]["identity"]["weight"] == identity_weight
+
+
+def test_the_gpu_config_takes_the_cpu_recipes_losses_scaled_to_its_size():
+    gpu, cpu = (yaml.safe_load((ROOT / "configs" / name).read_text()) for name in ("cycle.yaml", "selfie2anime_cpu.yaml"))
+    for group in ("cycle_a", "cycle_b", "disc_input"):
+        shared = gpu["model"][group].keys() - {"downsample"}
+        assert {k: gpu["model"][group][k] for k in shared} == {k: cpu["model"][group][k] for k in shared}, group
+    blocks = [c["model"]["cycle_b"]["downsample"] / c["data"]["image_size"] for c in (gpu, cpu)]
+    assert blocks[0] == blocks[1]  # the anime cycle's blocks cover the same share of the face
 
 
 def test_cpu_overlay_config_layers_on_cycle_yaml(capsys):
