@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The GPU checks of the open issues in one script, on one H100/H200, parts chosen by PARTS:
-#   speed    (issue 11) bench_train eager/compiled at batch 1, 8, 32 + bench_models: about 6 minutes
-#   quality  (issue 10) the adopted recipe at 128 px on .devdata for QUALITY_TIME (5 min), scored by a
+# The GPU checks in one script, on one H100/H200, parts chosen by PARTS:
+#   speed    bench_train eager/compiled at batch 1, 8, 32 + bench_models: about 6 minutes
+#   quality  the adopted recipe at 128 px on .devdata for QUALITY_TIME (5 min), scored by a
 #            judge trained on the CPU beforehand (JUDGE, carried; e.g. cp the CPU judge to .devjudge/judge.pt)
-#   pretrain (issue 12) masked-patch pretraining throughput at 256 px (images/s)
+#   pretrain masked-patch pretraining throughput at 256 px (images/s)
 #   bash ../shared/device/prepare.sh            # here, once: wheels into .whl/, data into .devdata/
 #   bash benchmarks/device_check.sh [OUT]       # on the GPU machine (OUT defaults to $OUT or ./device_out)
 #   PARTS="speed quality pretrain" (default all three).
@@ -63,7 +63,7 @@ ACC=$([ "$DEVICE" = cuda ] && echo gpu || echo cpu)
 PREC=$([ "$DEVICE" = cuda ] && echo bf16-mixed || echo 32-true)
 DATA=${DATA:-.devdata}
 if [[ " $PARTS " == *" quality "* ]]; then
-  # 5. Issue 10: the held-out split (the same files as on the CPU: seeded by name), 128 px training,
+  # 5. The held-out split (the same files as on the CPU: seeded by name), 128 px training,
   #    the domain-score table of best.ckpt and its grid.
   JUDGE=${JUDGE:-.devjudge/judge.pt}
   QT=${QUALITY_TIME:-00:00:05:00}
@@ -78,7 +78,7 @@ if [[ " $PARTS " == *" quality "* ]]; then
 fi
 
 if [[ " $PARTS " == *" pretrain "* ]]; then
-  # 6. Issue 12: pretraining throughput (vit_small_p16 at 256 px, batch 64 as UVCGAN; steps over time).
+  # 6. Pretraining throughput (vit_small_p16 at 256 px, batch 64 as UVCGAN; steps over time).
   PT=${PRETRAIN_TIME:-00:00:01:30}
   step pretrain 200 $VC pretrain --config configs/pretrain.yaml --data.dir_a $DATA/trainA --data.dir_b $DATA/trainB \
     --trainer.accelerator $ACC --trainer.precision $PREC --trainer.max_time $PT --trainer.max_epochs 1000 \

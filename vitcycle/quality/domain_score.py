@@ -43,7 +43,7 @@ LAYOUT_SIZE = 32
 """Side of the grayscale images compared by `layout_ssim`."""
 
 LAYOUT_FLOOR = 0.35
-"""Layout SSIM under which a translation has lost its input's pose and layout (issue 10's target;
+"""Layout SSIM under which a translation has lost its input's pose and layout (the real-data target's;
 a real face of the other domain scores about 0.08, a generator collapsed to one face about 0.3)."""
 
 
