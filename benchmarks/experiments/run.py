@@ -95,7 +95,8 @@ def table(reports: dict[int, dict]) -> list[str]:
 
 def ledger_row(overlay: Path, reports: dict[int, dict], batches: str) -> str:
     """The ledger's columns: change, seeds, budget, A→B / B→A, recipe of its day, sharpness, verdict, commit."""
-    change = yaml.safe_dump(yaml.safe_load(overlay.read_text()) or {}, default_flow_style=True, width=1000).strip()
+    dumper = type("Plain", (yaml.SafeDumper,), {"ignore_aliases": lambda self, data: True})  # no &id001 anchors
+    change = yaml.dump(yaml.safe_load(overlay.read_text()) or {}, Dumper=dumper, default_flow_style=True, width=1000).strip()
     seeds = "; ".join(map(str, reports))
     figures = "; ".join(" / ".join(f"{r['domain'][d]['model']['target'] * 100:.1f}" for d in ("a2b", "b2a"))
                         for r in reports.values())
