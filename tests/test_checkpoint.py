@@ -118,15 +118,15 @@ def test_generators_record_their_own_arguments() -> None:
 # ---------------------------------------------------------------- checkpoints from before the option groups
 
 FLAT = Path(__file__).parent / "fixtures/cyclegan_flat_options.ckpt"
-"""A one-epoch `vitcycle fit` of tiny networks (4 batches of 4, 32 px, the built-in data), written by vitcycle at
-commit 4cb106e: flat hyperparameters (lambda_cycle_b 2.5, cycle_b_space luma, cycle_b_downsample 2,
-identity_fade_steps 3, source_negatives, instance_noise 0.05, warmup_steps 2, pool_size 4) and generators of the
+"""A one-epoch `vitcycle fit` of very small networks (4 batches of 4, 32 px, the built-in data; 0.9 MB), written by
+vitcycle at commit 4cb106e: flat hyperparameters (lambda_cycle_b 2.5, cycle_b_space luma, cycle_b_downsample 2,
+identity_fade_steps 3, source_negatives, instance_noise 0.05, warmup_steps 2, pool_size 2) and generators of the
 ViTTranslator defaults of that day (global_residual, pixel_shuffle)."""
 FLAT_AS_GROUPS = {
     "cycle_a": {"weight": 5.0},
     "cycle_b": {"weight": 2.5, "space": "luma", "downsample": 2},
     "identity": {"weight": 0.5, "fade_batches": 3},
-    "disc_input": {"pool_size": 4, "source_negatives": True, "instance_noise": 0.05},
+    "disc_input": {"pool_size": 2, "source_negatives": True, "instance_noise": 0.05},
     "schedule": {"warmup_batches": 2, "decay_start_epoch": 2, "decay_epochs": 2},
 }
 
@@ -161,14 +161,15 @@ def test_a_checkpoint_from_before_the_groups_translates_and_resumes(tiny_data: P
     for direction in ("a2b", "b2a"):
         translator = Translator.from_checkpoint(FLAT, direction, device="cpu")
         assert translator.generator.global_residual and translator.translate_tensor(x).shape == x.shape
-    old_vit = {**TINY_VIT, "global_residual": True, "upsample": "pixel_shuffle"}
-    gen = {"class_path": "vitcycle.models.ViTTranslator", "init_args": old_vit}
-    config = tiny_config(tmp_path, tiny_data, gen_ab=gen, gen_ba=gen, **FLAT_AS_GROUPS)
+    saved = torch.load(FLAT, weights_only=True)["hyper_parameters"]  # its networks, as its config named them
+    networks = {name: saved[name] for name in ("gen_ab", "gen_ba", "disc_a", "disc_b")}
+    assert networks["gen_ab"]["init_args"]["upsample"] == "pixel_shuffle"  # the old default, recorded
+    config = tiny_config(tmp_path, tiny_data, **networks, **FLAT_AS_GROUPS)
     resumed = cli_main(["fit", "--config", str(config), "--trainer.max_epochs=2", f"--ckpt_path={FLAT}"])
     assert resumed.trainer.global_step == 16  # 1 epoch of 4 batches in the file, one more here
     said = [line.strip() for line in capsys.readouterr().err.splitlines() if line.startswith("  ")]
     assert said and all(line.startswith("data.") for line in said)  # the migrated options equal the config's
-    assert resumed.model.cycle_b.space == "luma" and resumed.model.disc_input.pool_size == 4
+    assert resumed.model.cycle_b.space == "luma" and resumed.model.disc_input.pool_size == 2
 
 
 def test_a_legacy_named_size_gets_the_generator_defaults_of_its_day(tmp_path: Path) -> None:

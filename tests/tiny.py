@@ -35,6 +35,12 @@ def edited_checkpoint(src: Path, dst: Path, edit: Callable[[dict], object]) -> P
     return dst
 
 
+def checkpoint_state(path: Path) -> dict[str, torch.Tensor]:
+    """The state dict of a checkpoint, with the image pools' extra state as tensors too (to compare runs)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    return {k: v["images"] if k.endswith("_extra_state") else v for k, v in state.items()}
+
+
 def legacy_checkpoint(src: Path, dst: Path) -> Path:
     """`src` as vitcycle wrote it before checkpoint format 1: LightningCLI's hyperparameters, no `vitcycle` entry."""
     return edited_checkpoint(src, dst, lambda ckpt: ckpt.pop("vitcycle"))

@@ -14,7 +14,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 import yaml
-from tiny import TINY_DISC, TINY_VIT, tiny_config, tiny_cyclegan
+from tiny import TINY_DISC, TINY_VIT, checkpoint_state, tiny_config, tiny_cyclegan
 
 import vitcycle.models
 from vitcycle.cli import cli_main, main
@@ -134,12 +134,6 @@ def test_a_few_dozen_steps_lower_the_cycle_loss(tiny_data, tmp_path):
     assert cli.trainer.global_step == 64
 
 
-def _weights(path: Path) -> dict[str, torch.Tensor]:
-    """The state dict of a checkpoint, with the image pools' extra state as tensors too."""
-    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-    return {k: v["images"] if k.endswith("_extra_state") else v for k, v in state.items()}
-
-
 def _with_workers(config: Path, num_workers: int) -> Path:
     data = yaml.safe_load(config.read_text())
     data["data"]["num_workers"] = num_workers
@@ -171,7 +165,7 @@ def test_resume_gives_the_same_weights_as_a_straight_run(tiny_data, tmp_path, nu
     resumed = cli_main(["fit", "--config", str(half_config), *total, f"--ckpt_path={first_half / 'ckpt/last.ckpt'}"])
     straight_ckpt = torch.load(straight / "ckpt/last.ckpt", weights_only=True)
     assert resumed.trainer.global_step == straight_ckpt["global_step"]
-    a, b = _weights(straight / "ckpt/last.ckpt"), _weights(first_half / "ckpt/last.ckpt")
+    a, b = checkpoint_state(straight / "ckpt/last.ckpt"), checkpoint_state(first_half / "ckpt/last.ckpt")
     assert a.keys() == b.keys()
     differing = [k for k in a if not torch.equal(a[k], b[k])]
     assert not differing, differing[:5]
@@ -189,7 +183,7 @@ def test_resume_from_a_checkpoint_written_at_validation_mid_epoch_is_exact(tiny_
     assert saved["global_step"] == 4 and saved["UnpairedImageDataModule"] == {"train_position": [0, 2]}
     resumed = cli_main(["fit", "--config", str(half), *total, f"--ckpt_path={best}"])
     assert resumed.trainer.global_step == 12
-    a, b = _weights(tmp_path / "straight/ckpt/last.ckpt"), _weights(tmp_path / "half/ckpt/last.ckpt")
+    a, b = checkpoint_state(tmp_path / "straight/ckpt/last.ckpt"), checkpoint_state(tmp_path / "half/ckpt/last.ckpt")
     assert not [k for k in a if not torch.equal(a[k], b[k])]
 
 

@@ -7,14 +7,9 @@ import signal
 import pytest
 import torch
 import yaml
-from tiny import tiny_config
+from tiny import checkpoint_state, tiny_config
 
 from vitcycle.cli import main
-
-
-def _weights(path) -> dict[str, torch.Tensor]:
-    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
 
 
 def _with_signal(config, **signal_at) -> None:
@@ -44,6 +39,6 @@ def test_a_stop_signal_saves_a_checkpoint_that_resumes_to_the_same_weights(
     assert torch.load(last, weights_only=True)["global_step"] == 2 * stopped_after
     resumed = tiny_config(tmp_path / "stopped", tiny_data)  # the same run, without the signal
     assert main(["fit", "--config", str(resumed), "--trainer.max_epochs=2", f"--ckpt_path={last}"]) == 0
-    a, b = _weights(tmp_path / "straight/ckpt/last.ckpt"), _weights(last)
+    a, b = checkpoint_state(tmp_path / "straight/ckpt/last.ckpt"), checkpoint_state(last)
     assert not [k for k in a if not torch.equal(a[k], b[k])]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers are given back

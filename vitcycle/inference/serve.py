@@ -137,8 +137,12 @@ drop.addEventListener("drop", (e) => {{ e.preventDefault(); drop.classList.remov
 </script></body></html>"""
 
 
-class _Busy(Exception):
-    pass
+class _TooLarge(Exception):
+    """A body past the upload limit (`size`: the bytes declared or read so far)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.size = size
 
 
 def make_app(service: TranslationService, max_queue: int = 8, body_timeout: float = 10.0) -> Starlette:
@@ -201,12 +205,6 @@ def make_app(service: TranslationService, max_queue: int = 8, body_timeout: floa
 
     routes = [Route("/", home), Route("/api/info", info), Route("/api/translate", translate, methods=["POST"])]
     return Starlette(routes=routes, exception_handlers={404: not_found})
-
-
-class _TooLarge(Exception):
-    def __init__(self, size: int) -> None:
-        super().__init__(size)
-        self.size = size
 
 
 class Server:
