@@ -214,11 +214,12 @@ def test_a_stalled_upload_gets_408_and_a_full_queue_503(served):
     service, url = served
     status, body = _raw(url, b"POST /api/translate HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nabc")
     assert status == 408 and "stalled" in body  # 3 bytes of a declared 1000, then nothing for a second
-    release = threading.Event()
+    release, entered = threading.Event(), threading.Semaphore(0)
     slow = service.translate
 
     def held(*args):  # translations wait here until released: the queue (4) fills up
-        release.wait(30)
+        entered.release()
+        release.wait(60)
         return slow(*args)
 
     service.translate = held
@@ -226,12 +227,22 @@ def test_a_stalled_upload_gets_408_and_a_full_queue_503(served):
         png = _png(_image(16, 16, 0))
         with ThreadPoolExecutor(max_workers=10) as pool:
             futures = [pool.submit(_post, url, png) for _ in range(10)]
-            time.sleep(1.0)
+            assert all(entered.acquire(timeout=60) for _ in range(4))  # the queue is full, however slow the machine
+            turned_away = _first_done(futures, 6)
             release.set()
             statuses = sorted(f.result()[0] for f in futures)
     finally:
+        release.set()
         service.translate = slow
-    assert statuses.count(200) >= 4 and set(statuses) <= {200, 503} and 503 in statuses  # no reset, no other error
+    assert turned_away == [503] * 6 and statuses == [200] * 4 + [503] * 6  # no reset, no fifth in the queue
+
+
+def _first_done(futures, count: int, timeout: float = 60.0) -> list[int]:
+    """The statuses of the first `count` requests to finish (waiting at most `timeout` s for them)."""
+    deadline = time.monotonic() + timeout
+    while sum(f.done() for f in futures) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [f.result()[0] for f in futures if f.done()]
 
 
 def test_idle_connections_cost_no_thread_and_block_no_one(served):

@@ -181,18 +181,17 @@ def make_app(service: TranslationService, max_queue: int = 8, body_timeout: floa
         nonlocal pending
         if pending >= max_queue:
             return error(503, "busy: too many translations at once; try again in a moment", **{"Retry-After": "1"})
+        pending += 1  # the slot is taken before the first await, so no two requests take the last one
         try:
             data = await read_body(request)
+            query = request.query_params
+            out = await run_in_threadpool(service.translate, data, query.get("direction", "a2b"), query.get("face", "whole"))
+            return Response(await run_in_threadpool(encode_png, out), media_type="image/png", headers={"Cache-Control": "no-store"})
         except _TooLarge as err:
             return error(413, f"the upload is {err.size / 1e6:.1f} MB or more; the limit is {service.max_bytes / 1e6:g} MB",
                          Connection="close")
         except asyncio.TimeoutError:
             return error(408, f"the upload stalled for {body_timeout:g} s; send it again", Connection="close")
-        query = request.query_params
-        pending += 1
-        try:
-            out = await run_in_threadpool(service.translate, data, query.get("direction", "a2b"), query.get("face", "whole"))
-            return Response(await run_in_threadpool(encode_png, out), media_type="image/png", headers={"Cache-Control": "no-store"})
         except ImageReadError as err:
             return error(400, f"{str(err).removeprefix('cannot read image the upload: ')}: upload a JPEG, PNG, WebP or BMP image")
         except VitcycleError as err:
