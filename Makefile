@@ -66,7 +66,7 @@ selfie2anime-cpu: selfie2anime-judge
 		--trainer.default_root_dir $(S2A_RUN)/seed$(SEED) --data.dir_a $(S2A)/trainA --data.dir_b $(S2A)/trainB
 	$(MAKE) --no-print-directory s2a-eval RUN=$(S2A_RUN)/seed$(SEED)
 
-# The same recipe at 128 px (configs/selfie2anime_cpu128.yaml), 6000 batches, the same split, judge and eval.
+# The same recipe at 128 px (configs/selfie2anime_cpu128.yaml), 4000 batches, the same split, judge and eval.
 selfie2anime-cpu128: selfie2anime-judge
 	$(VITCYCLE) fit --config configs/selfie2anime_cpu.yaml --config configs/selfie2anime_cpu128.yaml \
 		--seed_everything $(SEED) --trainer.default_root_dir $(S2A_RUN)/128px_seed$(SEED) \
