@@ -162,14 +162,20 @@ def test_style_reference_changes_output():
 def test_style_reference_errors():
     with pytest.raises(VitcycleError, match="style_encoder=True"):
         tiny()(images(1, 3, 32, 32), style=images(1, 3, 32, 32))
-    with pytest.raises(VitcycleError, match="multiple of the patch size"):
-        tiny(style_encoder=True)(images(1, 3, 32, 32), style=images(1, 3, 30, 32))
+    with pytest.raises(VitcycleError, match=r"style batch size 2 must be 1 or the input's \(3\)"):
+        tiny(style_encoder=True)(images(3, 3, 32, 32), style=images(2, 3, 30, 32))
+    assert tiny(style_encoder=True)(images(1, 3, 32, 32), style=images(1, 3, 30, 36)).shape == (1, 3, 32, 32)
 
 
-def test_input_not_multiple_of_patch_is_refused():
-    model = tiny()
-    with pytest.raises(VitcycleError, match=r"36x32 is not a multiple of the patch size 8x8"):
-        model(images(1, 3, 36, 32))
+def test_any_input_size_is_padded_to_the_patch_and_cropped_back():
+    model = tiny().eval()
+    perturb(model)
+    x = images(1, 3, 36, 32)  # 36 is no multiple of the 8 px patch: 2 rows reflected above and below
+    with torch.no_grad():
+        y = model(x)
+        padded = model(torch.nn.functional.pad(x, (0, 0, 2, 2), mode="reflect"))  # (1, 3, 40, 32)
+    assert model.padding(36, 32) == (0, 0, 2, 2)
+    torch.testing.assert_close(y, padded[:, :, 2:38])
     with pytest.raises(VitcycleError, match=r"\(B, 3, H, W\)"):
         model(images(1, 1, 32, 32))
 

@@ -67,7 +67,7 @@ def test_downsampled_cycle_ignores_detail_finer_than_a_block_and_counts_the_rest
 
 def test_patch_nce_is_low_for_tokens_in_place_and_high_for_moved_ones():
     torch.manual_seed(0)
-    nce = PatchNCE(dim=16, num_depths=2, proj_dim=32)
+    nce = PatchNCE([16, 16], proj_dim=32)
     tokens = [torch.randn(2, 16, 4, 4), torch.randn(2, 16, 4, 4)]  # (B, D, h, w) per depth
     moved = [t.roll(1, dims=-1) for t in tokens]  # every token one place to the right
     in_place, off_place = nce(tokens, tokens).item(), nce(moved, tokens).item()
@@ -76,7 +76,7 @@ def test_patch_nce_is_low_for_tokens_in_place_and_high_for_moved_ones():
 
 def test_patch_nce_trains_the_output_side_and_its_heads_alone():
     torch.manual_seed(0)
-    nce = PatchNCE(dim=8, num_depths=1, proj_dim=8)
+    nce = PatchNCE([8], proj_dim=8)
     out_map, in_map = torch.randn(1, 8, 2, 2, requires_grad=True), torch.randn(1, 8, 2, 2, requires_grad=True)
     nce([out_map], [in_map]).backward()
     assert out_map.grad.abs().sum() > 0 and in_map.grad is None  # the input side is a fixed target

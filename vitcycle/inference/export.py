@@ -151,6 +151,9 @@ def export_generator(
         raise ExportError(
             f"size {size} is not a multiple of the patch size {ph}x{pw}; use e.g. {max(ph, size // ph * ph)}"
         )
+    fixed = getattr(translator.generator, "encoder_size", None)
+    if dynamic and fmt == "onnx" and fixed is not None:
+        raise ExportError(f"--dynamic: this generator's encoder takes one size ({fixed} px); export without --dynamic")
     out = Path(out).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
     model = ExportWrapper(copy.deepcopy(translator.generator)).to("cpu").float().eval()

@@ -1,15 +1,17 @@
-"""ViTTranslator: a timm ViT encoder, a transformer decoder with style tokens, and a DPT-style image head.
+"""ViTTranslator: a timm ViT-family encoder, a transformer decoder with style tokens, and a DPT-style image head.
 
 Layout (timm-like, inside one file): `CrossAttention` -> `DecoderBlock` -> `ResidualConvUnit` /
 `PixelShuffleUp` or `ResizeConvUp` -> `ViTTranslator`; timm builds the encoder and loads its weights (hub or a local file).
 
-Data flow for an input of (B, 3, H, W) in [-1, 1] and a patch size p (p = 16 shown):
+Data flow for an input of (B, 3, H, W) in [-1, 1], padded to a size the encoder takes and cropped back:
 
-    x ──▶ encoder (timm ViT) ──▶ tokens at several depths, each (B, D, H/p, W/p)
-          deepest ──▶ decoder blocks (self-attn, cross-attn to style tokens, MLP) ──▶ (B, Dd, H/p, W/p)
-    pyramid: decoder out at 1/16, shallower depths at 1/8 and 1/4 (1x1 conv + resize)
-    fused top-down (pixel-shuffle up + residual conv unit) with a thin convolutional stem of x
-    at 1/4, 1/2 and full resolution ──▶ 3x3 conv ──▶ tanh(. + atanh(0.95 x)) ──▶ (B, 3, H, W)
+    x ──▶ encoder (timm, forward_intermediates) ──▶ maps at several levels, each (B, D_i, H/r_i, W/r_i):
+          a plain ViT (ViT, DeiT, EVA, BEiT): one stride r = the patch; a hierarchical one (Swin, PiT,
+          MaxViT, MViTv2, CrossViT's branches): strides 4 to 32
+          deepest ──▶ decoder blocks (self-attn, cross-attn to style tokens, MLP) ──▶ (B, Dd, h, w)
+    pyramid: each level to the head stage of its stride (a plain ViT's spread over 1/p, 1/(p/2), ...,
+    as DPT does), 1x1 conv + resize; fused top-down (upsampling + residual conv unit) with a thin
+    convolutional stem of x at 1/4, 1/2 and full resolution ──▶ 3x3 conv ──▶ tanh ──▶ (B, 3, H, W)
 """
 
 from __future__ import annotations
@@ -164,7 +166,7 @@ def _conv_block(in_channels: int, out_channels: int, stride: int) -> nn.Sequenti
 
 
 class ViTTranslator(InitArgsMixin, nn.Module):
-    """ViT encoder -> transformer decoder with style tokens -> DPT-style head; an image-to-image generator.
+    """ViT-family encoder -> transformer decoder with style tokens -> DPT-style head; an image-to-image generator.
 
     Output = tanh(head(features)) by default. With `global_residual`, output = tanh(head(features) +
     atanh(0.95 x)) and the head's last conv and every residual branch's last layer start at zero, so
@@ -172,18 +174,21 @@ class ViTTranslator(InitArgsMixin, nn.Module):
     generator stayed near its input, hence the default (benchmarks/RESULTS.md, the ledger).
 
     Args:
-        encoder: name of a timm VisionTransformer (anything with `forward_intermediates`),
-            e.g. "vit_small_patch16_224".
-        img_size: image size the encoder's position embedding is built for; other sizes work
-            (`dynamic_img_size`), the embedding is interpolated.
+        encoder: name of a timm model with `forward_intermediates`: a plain ViT ("vit_small_patch16_224",
+            DeiT, EVA, BEiT) or a hierarchical one ("swin_tiny_patch4_window7_224", PiT, MaxViT,
+            MViTv2, CrossViT).
+        img_size: image size the encoder is built for. Encoders with `dynamic_img_size` take any
+            size (inputs are padded to a multiple of the patch); the others take this one (or the
+            next size they run at, `encoder_size`), and smaller inputs are padded to it.
         pretrained: load timm's hub weights for `encoder` (needs network access or a warm cache).
         pretrained_path: local .safetensors or .pth/.pt file with encoder weights (timm's key names),
             loaded by timm; works offline and takes precedence over `pretrained`. Position and patch
             embeddings of another size are resampled; classifier and pruned-part keys may be absent.
         encoder_kwargs: extra keyword arguments for `timm.create_model`, e.g. {"patch_size": 8, "depth": 6}.
-        encoder_indices: encoder depths whose tokens are used (negative counts from the end). The
-            deepest feeds the decoder, the others the image head; blocks after it are pruned.
-            Default: 4 evenly spaced depths ending with the last block.
+        encoder_indices: encoder levels whose maps are used (blocks of a ViT, stages of a hierarchical
+            encoder; negative counts from the end). The deepest feeds the decoder, the others the
+            image head; what comes after it is pruned. Default: every stage of a hierarchical
+            encoder, 4 evenly spaced blocks of a plain ViT, ending with the last.
         decoder_depth: number of decoder blocks.
         decoder_dim: decoder width; None uses the encoder width.
         decoder_num_heads: decoder attention heads; None uses decoder_dim // 64.
@@ -194,7 +199,7 @@ class ViTTranslator(InitArgsMixin, nn.Module):
             (`forward(x, style=reference)`).
         style_dim: width of the style encoder.
         style_depth: depth of the style encoder.
-        head_dim: channels of the image head at the token-grid scale; halved at every 2x upsampling,
+        head_dim: channels of the image head at the decoder's grid; halved at every 2x upsampling,
             so the full-resolution convs are thin (head_dim // 16 channels for patch 16).
         global_residual: output tanh(head + atanh(0.95 x)) instead of tanh(head).
         head_min_channels: least number of channels of any head stage, so that the convolutional
@@ -233,29 +238,37 @@ class ViTTranslator(InitArgsMixin, nn.Module):
         self.global_residual = global_residual
         self.grad_checkpointing = False
 
-        # --- encoder ---
-        self.encoder = _create_encoder(encoder, img_size, pretrained, pretrained_path, encoder_kwargs)
-        depth = len(self.encoder.blocks)
-        indices = _resolve_indices(encoder_indices, depth)
+        # --- encoder: one token grid (ViT, DeiT, EVA, BEiT) or several strides (Swin, PiT, MaxViT, CrossViT) ---
+        self.encoder, self.encoder_size = _create_encoder(encoder, img_size, pretrained, pretrained_path, encoder_kwargs)
+        info = self.encoder.feature_info
+        hierarchical = len({f["reduction"] for f in info}) > 1
+        indices = _resolve_indices(encoder_indices, len(info), every_level=hierarchical)
         self.encoder_indices = indices
-        if pretrained_path:  # before pruning: the file may hold the parts pruned next, or not
-            deeper = tuple(f"blocks.{i}." for i in range(indices[-1] + 1, depth))
-            _check_encoder_file(self.encoder, pretrained_path, _UNUSED_ENCODER_KEYS + deeper)
+        before = set(self.encoder.state_dict())
         # blocks after the deepest index, the final norm and the classifier are unused: prune them
         self.encoder.prune_intermediate_layers(indices, prune_norm=True, prune_head=True)
+        if pretrained_path:  # the file may hold the pruned parts, or not
+            pruned = tuple(before - set(self.encoder.state_dict()))
+            _check_encoder_file(self.encoder, pretrained_path, _UNUSED_ENCODER_KEYS + pruned)
         cfg = self.encoder.pretrained_cfg or {}
         mean = torch.tensor(cfg.get("mean", (0.5, 0.5, 0.5)), dtype=torch.float32).view(1, -1, 1, 1)
         std = torch.tensor(cfg.get("std", (0.5, 0.5, 0.5)), dtype=torch.float32).view(1, -1, 1, 1)
         # [-1, 1] -> [0, 1] -> (. - mean) / std, folded into one affine map
         self.register_buffer("in_scale", 0.5 / std, persistent=False)
         self.register_buffer("in_shift", (0.5 - mean) / std, persistent=False)
-        patch = self.encoder.patch_embed.patch_size
-        self.patch_size = (int(patch[0]), int(patch[1]))
-        if min(self.patch_size) < 4:
+        self.encoder_channels = [int(info[i]["num_chs"]) for i in indices]  # shallow to deep
+        reductions = [float(info[i]["reduction"]) for i in indices]
+        patch = getattr(getattr(self.encoder, "patch_embed", None), "patch_size", None)
+        if isinstance(patch, tuple | list) and len(patch) == 2:  # the size multiple a dynamic encoder needs
+            self.patch_size = (int(patch[0]), int(patch[1]))
+        else:
+            self.patch_size = (max(4, round(min(reductions))),) * 2
+        if reductions[-1] < 4:
             raise VitcycleError(
-                f"encoder patch size {self.patch_size} is below 4; use a patch size of 4 or more"
+                f"encoder features at 1/{reductions[-1]:g} of the input are too fine for the image head; "
+                "use a patch size of 4 or more (or a deeper encoder_indices level)"
             )
-        enc_dim = self.encoder.embed_dim
+        enc_dim = self.encoder_channels[-1]
         self.img_size = img_size
 
         # --- decoder ---
@@ -291,14 +304,16 @@ class ViTTranslator(InitArgsMixin, nn.Module):
             self.style_pool = None
 
         # --- image head ---
-        # stage k works at 1 / 2**k of the input; stage `num_stages` is the token grid (1/p)
-        self.num_stages = math.ceil(math.log2(max(self.patch_size)))
+        # stage k works at 1 / 2**k of the input; stage `num_stages` is the decoder's token grid
+        self.num_stages = math.ceil(math.log2(reductions[-1]))
         S = self.num_stages
         ch = [max(head_dim >> (S - k), head_min_channels) for k in range(S + 1)]
         self.head_channels = ch
-        # token level j (0 = decoder output, 1.. = encoder depths from deep to shallow) -> stage
-        self.level_stage = [max(S - j, 2) for j in range(len(indices))]
-        level_dims = [dim] + [enc_dim] * (len(indices) - 1)
+        # level j (0 = decoder output, 1.. = encoder levels from deep to shallow) -> the stage of its
+        # stride; levels of one stride (a plain ViT) spread over finer stages, as DPT's reassembly does
+        deep_first = reductions[-2::-1]
+        self.level_stage = [S] + [max(min(round(math.log2(r)), S - j), 2) for j, r in enumerate(deep_first, 1)]
+        level_dims = [dim] + self.encoder_channels[-2::-1]
         self.reassemble = nn.ModuleList(
             nn.Sequential(nn.Identity() if j == 0 else LayerNorm2d(d), nn.Conv2d(d, ch[k], 1))
             for j, (d, k) in enumerate(zip(level_dims, self.level_stage, strict=True))
@@ -356,7 +371,7 @@ class ViTTranslator(InitArgsMixin, nn.Module):
     @torch.jit.ignore
     def no_weight_decay(self) -> set[str]:
         """Parameter names that an optimizer should exempt from weight decay (timm convention)."""
-        names = {"style_tokens"} | {f"encoder.{n}" for n in self.encoder.no_weight_decay()}
+        names = {"style_tokens"} | {f"encoder.{n}" for n in getattr(self.encoder, "no_weight_decay", set)()}
         if self.style_encoder is not None:
             names |= {f"style_encoder.{n}" for n in self.style_encoder.no_weight_decay()}
         return names
@@ -373,16 +388,33 @@ class ViTTranslator(InitArgsMixin, nn.Module):
         if x.ndim != 4 or x.shape[1] != 3:
             raise VitcycleError(f"{what} must be an image batch of shape (B, 3, H, W), got {tuple(x.shape)}")
         H, W = x.shape[-2:]
-        ph, pw = self.patch_size
-        if H % ph or W % pw:
+        if self.encoder_size is not None and max(H, W) > self.encoder_size:
             raise VitcycleError(
-                f"{what} size {H}x{W} is not a multiple of the patch size {ph}x{pw}; "
-                f"resize or crop it, e.g. to {max(ph, H // ph * ph)}x{max(pw, W // pw * pw)}"
+                f"{what} size {H}x{W} is larger than the {self.encoder_size} px this encoder takes (it has no "
+                f"dynamic size); resize it to at most {self.encoder_size} px or build the generator with a larger img_size"
             )
 
+    def padding(self, height: int, width: int) -> tuple[int, int, int, int]:
+        """(left, right, top, bottom) padding that makes an input one the encoder takes: multiples of
+        the patch size, or the one size of an encoder without dynamic size; split evenly, so the
+        face stays centred in windows and grids."""
+        if self.encoder_size is not None:
+            pad_h, pad_w = self.encoder_size - height, self.encoder_size - width
+        else:
+            pad_h, pad_w = -height % self.patch_size[0], -width % self.patch_size[1]
+        return (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2)
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """`x` (B, 3, H, W) padded by `padding` (reflected; replicated where the image is too small to reflect)."""
+        pad = self.padding(*x.shape[-2:])
+        if not any(pad):
+            return x
+        mode = "reflect" if max(pad) < min(x.shape[-2:]) else "replicate"
+        return F.pad(x, pad, mode=mode)  # (B, 3, H + top + bottom, W + left + right)
+
     def forward_encoder(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Encoder tokens at `encoder_indices`, shallow to deep, each (B, D, H/p, W/p)."""
-        x = x * self.in_scale + self.in_shift  # (B, 3, H, W), encoder's own mean/std
+        """Encoder maps at `encoder_indices` of `x` (padded if needed), shallow to deep, each (B, D_i, H/r_i, W/r_i)."""
+        x = self.pad(x) * self.in_scale + self.in_shift  # (B, 3, H', W'), encoder's own mean/std
         return self.encoder.forward_intermediates(
             x, indices=self.encoder_indices, output_fmt="NCHW", intermediates_only=True
         )
@@ -397,9 +429,13 @@ class ViTTranslator(InitArgsMixin, nn.Module):
                 "a style reference was given but this generator has no style encoder; "
                 "build it with style_encoder=True (and train it so) or translate without a style image"
             )
-        self._check_input(style, "style reference")
+        if style.ndim != 4 or style.shape[1] != 3:
+            raise VitcycleError(f"style reference must be an image batch of shape (B, 3, H, W), got {tuple(style.shape)}")
         if style.shape[0] not in (1, batch_size):
             raise VitcycleError(f"style batch size {style.shape[0]} must be 1 or the input's ({batch_size})")
+        ph, pw = self.patch_size
+        pad_h, pad_w = -style.shape[-2] % ph, -style.shape[-1] % pw
+        style = F.pad(style, (0, pad_w, 0, pad_h), mode="replicate")  # (Bs, 3, H', W'): multiples of the patch
         ref = self.style_proj(self.style_encoder.forward_features(style))  # (Bs, M, Dd)
         tokens = tokens.expand(ref.shape[0], -1, -1)  # (Bs, K, Dd)
         return self.style_pool(tokens, ref)  # (Bs, K, Dd)
@@ -418,10 +454,11 @@ class ViTTranslator(InitArgsMixin, nn.Module):
         return x.transpose(1, 2).reshape(B, -1, h, w)  # (B, Dd, h, w)
 
     def forward_features(self, x: torch.Tensor, style: torch.Tensor | None = None) -> list[torch.Tensor]:
-        """Encoder + decoder: token maps for the head, deepest first.
+        """Encoder + decoder: maps for the head, deepest first, of `x` padded by `pad`.
 
         Returns:
-            [decoder output (B, Dd, H/p, W/p), then encoder maps (B, D, H/p, W/p) from deep to shallow].
+            [decoder output (B, Dd, h, w) on the deepest level's grid, then the other encoder levels
+            (B, D_i, h_i, w_i) from deep to shallow].
         """
         self._check_input(x, "input")
         enc = self.forward_encoder(x)
@@ -459,25 +496,61 @@ class ViTTranslator(InitArgsMixin, nn.Module):
         return torch.tanh(y)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
-        """Translate an image batch (B, 3, H, W) in [-1, 1]; `style` is an optional reference batch (1 or B)."""
-        return self.forward_head(self.forward_features(x, style), x)
+        """Translate an image batch (B, 3, H, W) in [-1, 1] of any size; `style` is an optional reference batch (1 or B).
+
+        The input is padded to a size the encoder takes (`pad`) and the output cropped back to (B, 3, H, W).
+        """
+        self._check_input(x, "input")
+        H, W = x.shape[-2:]
+        left, _, top, _ = self.padding(H, W)
+        x = self.pad(x)  # (B, 3, H', W')
+        y = self.forward_head(self.forward_features(x, style), x)  # (B, 3, H', W')
+        return y[:, :, top : top + H, left : left + W]  # (B, 3, H, W)
 
 
 def _create_encoder(
     name: str, img_size: int, pretrained: bool, pretrained_path: str | None, kwargs: dict | None
-) -> nn.Module:
-    """timm's ViT `name` without a classifier; weights from `pretrained_path` (timm's local loader) or the hub."""
+) -> tuple[nn.Module, int | None]:
+    """timm's model `name` without a classifier, and the one input size it takes (None: any multiple of its patch).
+
+    Weights come from `pretrained_path` (timm's local loader) or the hub. Models that take
+    `dynamic_img_size` get it; the others (PiT, CrossViT, MaxViT, BEiT, LeViT, MViTv2) are built
+    for `img_size`, or for the next size they can run at (CrossViT's two patch sizes, MaxViT's windows).
+    """
     if not timm.is_model(name):
         raise VitcycleError(f"unknown timm model {name!r} for encoder; see timm.list_models('vit_*')")
-    args = dict(num_classes=0, img_size=img_size, dynamic_img_size=True, **(kwargs or {}))
+    kwargs = dict(kwargs or {})
+    args = {"num_classes": 0, "img_size": img_size, "dynamic_img_size": True, **kwargs}
+    try:
+        model = _build_encoder(name, pretrained, pretrained_path, args)
+        fixed_size = None
+    except TypeError as e:
+        if "dynamic_img_size" not in str(e) or "dynamic_img_size" in kwargs:
+            raise VitcycleError(f"encoder {name!r} does not accept encoder_kwargs {kwargs or None}: {e}") from e
+        del args["dynamic_img_size"]
+        try:
+            model = _build_encoder(name, pretrained, pretrained_path, args)
+            fixed_size = args["img_size"]
+            if "img_size" not in kwargs and not _runs_at(model, fixed_size):
+                fixed_size = _runnable_size(name, args)
+                model = _build_encoder(name, pretrained, pretrained_path, {**args, "img_size": fixed_size})
+        except TypeError as e2:
+            raise VitcycleError(f"encoder {name!r} does not accept encoder_kwargs {kwargs or None}: {e2}") from e2
+    if not hasattr(model, "forward_intermediates") or not hasattr(model, "feature_info"):
+        raise VitcycleError(f"encoder {name!r} has no forward_intermediates and feature_info; use a timm ViT-family model")
+    return model, fixed_size
+
+
+def _build_encoder(name: str, pretrained: bool, pretrained_path: str | None, args: dict) -> nn.Module:
+    """`timm.create_model(name, **args)` with weights, each failure to load them as one clear error."""
     if pretrained_path:
         if not Path(pretrained_path).is_file():
             raise VitcycleError(f"pretrained_path {pretrained_path!r} does not exist; give a local .safetensors or .pth file")
-        args["pretrained_cfg_overlay"] = dict(file=str(pretrained_path))
+        args = {**args, "pretrained_cfg_overlay": dict(file=str(pretrained_path))}
     try:
-        model = timm.create_model(name, pretrained=pretrained or bool(pretrained_path), **args)
-    except TypeError as e:
-        raise VitcycleError(f"encoder {name!r} does not accept encoder_kwargs {kwargs}: {e}") from e
+        return timm.create_model(name, pretrained=pretrained or bool(pretrained_path), **args)
+    except TypeError:
+        raise
     except Exception as e:
         if pretrained_path:  # say which keys do not fit, or why the file cannot be read
             args.pop("pretrained_cfg_overlay")
@@ -489,18 +562,41 @@ def _create_encoder(
             f"could not load pretrained weights for encoder {name!r} ({type(e).__name__}: {e}); "
             "offline? pass pretrained_path=<local .safetensors/.pth file> or pretrained=False"
         ) from e
-    if not hasattr(model, "forward_intermediates") or not hasattr(model, "patch_embed"):
-        raise VitcycleError(f"encoder {name!r} is not a timm ViT with forward_intermediates and patch_embed")
-    return model
 
 
-def _resolve_indices(indices: list[int] | None, depth: int) -> list[int]:
+def _runs_at(model: nn.Module, size: int) -> bool:
+    """Whether `model` takes a (1, 3, size, size) input."""
+    try:
+        with torch.no_grad():
+            model.eval().forward_intermediates(torch.zeros(1, 3, size, size), intermediates_only=True)
+        return True
+    except (RuntimeError, AssertionError, IndexError, ValueError):
+        return False
+
+
+def _runnable_size(name: str, args: dict) -> int:
+    """The next size after args["img_size"] (in steps of 4, up to twice it) at which the fixed-size model runs.
+
+    Such a model sizes its position embeddings and windows from `img_size`, but some sizes do not
+    fit its strides (CrossViT at 64 px: 12 px patches); a randomly initialised try per size finds one.
+    """
+    first = args["img_size"]
+    for size in range(first // 4 * 4 + 4, 2 * first + 1, 4):
+        if _runs_at(timm.create_model(name, **{**args, "img_size": size}), size):
+            return size
+    raise VitcycleError(f"encoder {name!r} runs at no size from {first} to {2 * first} px; choose another img_size")
+
+
+def _resolve_indices(indices: list[int] | None, depth: int, every_level: bool = False) -> list[int]:
+    """Sorted non-negative levels; by default every level of a hierarchical encoder, 4 evenly spaced blocks of a ViT."""
     if indices is None:
+        if every_level:
+            return list(range(depth))
         n = min(4, depth)
         return sorted({round((i + 1) * depth / n) - 1 for i in range(n)})
     out = sorted({i % depth if -depth <= i < depth else i for i in indices})
     if not out or out[0] < 0 or out[-1] >= depth:
-        raise VitcycleError(f"encoder_indices {indices} must be non-empty depths in [-{depth}, {depth - 1}]")
+        raise VitcycleError(f"encoder_indices {indices} must be non-empty levels in [-{depth}, {depth - 1}]")
     return out
 
 

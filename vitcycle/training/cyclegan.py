@@ -162,7 +162,7 @@ class CycleGAN(pl.LightningModule):
         self.gen_ab, self.gen_ba = gen_ab, gen_ba
         self.disc_a, self.disc_b = disc_a, disc_b
         # CUT's projection heads, trained with the generators (None without the loss).
-        self.patch_nce_b = PatchNCE(gen_ba.encoder.embed_dim, len(gen_ba.encoder_indices)) if lambda_nce_b > 0 else None
+        self.patch_nce_b = PatchNCE(gen_ba.encoder_channels) if lambda_nce_b > 0 else None
         self.gen_ab_ema, self.gen_ba_ema = GeneratorEMA(gen_ab, ema_decay), GeneratorEMA(gen_ba, ema_decay)
         self.pool_a, self.pool_b = ImagePool(disc_input.pool_size), ImagePool(disc_input.pool_size)
         self.optimizer_gen, self.optimizer_disc = optimizer_gen, optimizer_disc

@@ -23,15 +23,14 @@ class PatchNCE(nn.Module):
     """InfoNCE between the tokens of an output and of its input, one projection head per depth.
 
     Args:
-        dim: token width of the encoder.
-        num_depths: how many token maps each call passes (the generator's `encoder_indices`).
+        dims: width of each token map a call passes (the generator's `encoder_channels`).
         proj_dim: width of the projection heads (CUT: 256).
         temperature: of the softmax over positions (CUT: 0.07).
     """
 
-    def __init__(self, dim: int, num_depths: int, proj_dim: int = 256, temperature: float = 0.07) -> None:
+    def __init__(self, dims: list[int], proj_dim: int = 256, temperature: float = 0.07) -> None:
         super().__init__()
-        self.heads = nn.ModuleList(Mlp(dim, proj_dim, proj_dim, act_layer=nn.ReLU) for _ in range(num_depths))
+        self.heads = nn.ModuleList(Mlp(dim, proj_dim, proj_dim, act_layer=nn.ReLU) for dim in dims)
         self.temperature = temperature
 
     def forward(self, out_tokens: list[Tensor], in_tokens: list[Tensor]) -> Tensor:
