@@ -30,7 +30,8 @@ from contextlib import nullcontext
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-DEFAULT_JOBS = ["resnet9@256", "vit_small_p16@256", "vit_base_p16@256", "resnet9@64", "vit_tiny_p8@64"]
+DEFAULT_JOBS = ["resnet9@256", "vit_small_p16@256", "swin_tiny_p4@256", "vit_base_p16@256", "resnet9@64", "vit_tiny_p8@64",
+                "swin_mini_p4@64"]
 TARGETS = {"vit_small_p16@256": {"infer_b1": 0.5, "train_b1": 0.7}}  # ratio to ResNet-9, 2-core CPU
 
 

@@ -18,6 +18,8 @@ NAMED_CASES = [
     ("vit_tiny_p8", {}, [(64, 64), (48, 80)]),
     ("vit_small_p16", {}, [(64, 64), (32, 96)]),
     ("vit_base_p16", {"encoder_kwargs": {"depth": 2}, "decoder_depth": 1}, [(32, 32), (48, 32)]),
+    ("swin_mini_p4", {}, [(64, 64), (48, 80)]),
+    ("swin_tiny_p4", {"encoder_kwargs": {"depths": [1, 1, 1, 1]}, "decoder_depth": 1}, [(64, 64), (60, 96)]),
 ]
 
 

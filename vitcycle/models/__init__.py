@@ -21,6 +21,8 @@ __all__ = [
     "ResnetGenerator",
     "ViTDiscriminator",
     "ViTTranslator",
+    "swin_mini_p4",
+    "swin_tiny_p4",
     "vit_base_p16",
     "vit_small_p16",
     "vit_tiny_p8",
@@ -75,8 +77,56 @@ def vit_base_p16(
     return ViTTranslator(encoder=encoder, img_size=img_size, decoder_depth=decoder_depth, head_dim=head_dim, **kwargs)
 
 
+def swin_mini_p4(
+    encoder: str = "swin_tiny_patch4_window7_224",
+    img_size: int = 64,
+    encoder_kwargs: dict | None = None,
+    decoder_depth: int = 2,
+    head_dim: int = 256,
+    **kwargs: Any,
+) -> ViTTranslator:
+    """64 px CPU size, ~6M parameters, the step time of vit_tiny_p8: a 3-stage Swin (widths 64-128-256,
+    2 blocks each, 4-token windows) whose 1/4, 1/8 and 1/16 maps all reach the head; 2 decoder blocks."""
+    swin = {"embed_dim": 64, "depths": [2, 2, 2], "num_heads": [2, 4, 8], "window_size": 4}
+    return ViTTranslator(
+        encoder=encoder,
+        img_size=img_size,
+        encoder_kwargs={**swin, **(encoder_kwargs or {})},
+        decoder_depth=decoder_depth,
+        head_dim=head_dim,
+        **kwargs,
+    )
+
+
+def swin_tiny_p4(
+    encoder: str = "swin_tiny_patch4_window7_224",
+    img_size: int = 256,
+    encoder_kwargs: dict | None = None,
+    decoder_depth: int = 4,
+    decoder_dim: int = 384,
+    head_dim: int = 256,
+    head_min_channels: int = 16,
+    **kwargs: Any,
+) -> ViTTranslator:
+    """256 px, ~40M parameters: Swin-T (4 stages, strides 4-32; 8-token windows, which divide its
+    64-32-16-8 grids; timm resamples the hub's 7-token position biases), 4 decoder blocks of width 384;
+    16 channels at full resolution, as vit_small_p16 has."""
+    return ViTTranslator(
+        encoder=encoder,
+        img_size=img_size,
+        encoder_kwargs={"window_size": 8, **(encoder_kwargs or {})},
+        decoder_depth=decoder_depth,
+        decoder_dim=decoder_dim,
+        head_dim=head_dim,
+        head_min_channels=head_min_channels,
+        **kwargs,
+    )
+
+
 GENERATORS: dict[str, Callable[..., ViTTranslator]] = {
     "vit_tiny_p8": vit_tiny_p8,
     "vit_small_p16": vit_small_p16,
     "vit_base_p16": vit_base_p16,
+    "swin_mini_p4": swin_mini_p4,
+    "swin_tiny_p4": swin_tiny_p4,
 }
