@@ -108,11 +108,11 @@ def ledger_row(overlay: Path, reports: dict[int, dict], batches: str) -> str:
 
 
 def append_to_ledger(row: str) -> None:
-    """Insert `row` after the last table line of RESULTS.md's "Ablation ledger" section."""
+    """Insert `row` after the last row of the ledger: the first table of RESULTS.md's "Ablation ledger" section."""
     lines = RESULTS.read_text().splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("## Ablation ledger"))
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    last = max(i for i in range(start, end) if lines[i].startswith("|"))
+    first = next(i for i in range(start, len(lines)) if lines[i].startswith("|"))
+    last = next((i for i in range(first, len(lines)) if not lines[i].startswith("|")), len(lines)) - 1
     RESULTS.write_text("\n".join(lines[: last + 1] + [row] + lines[last + 1:]) + "\n")
 
 

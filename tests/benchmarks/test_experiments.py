@@ -43,8 +43,9 @@ def test_the_ledger_row_names_the_change_and_lands_at_the_end_of_the_ledger(runn
     assert cells[0].startswith("`{}` (`python benchmarks/experiments/run.py benchmarks/experiments/recipe.yaml --seeds 1 3`)")
     assert cells[1:6] == ["1; 3", "4000 batches", "80.0 / 90.0; 70.0 / 60.0", "(recipe row)", "– / 0.40; – / 0.40"]
     results = tmp_path / "RESULTS.md"
-    results.write_text("# Results\n\n## Ablation ledger\n\n| change |\n|---|\n| old row |\n\nnotes\n\n## Speed\n\n| x |\n")
+    results.write_text("# Results\n\n## Ablation ledger\n\n| change |\n|---|\n| old row |\n\nnotes\n\n| old name | new |\n"
+                       "\n## Speed\n\n| x |\n")
     monkeypatch.setattr(runner, "RESULTS", results)
     runner.append_to_ledger("| new row |")
     assert results.read_text().splitlines()[6:8] == ["| old row |", "| new row |"]
-    assert results.read_text().endswith("## Speed\n\n| x |\n")  # the next section's table untouched
+    assert results.read_text().endswith("notes\n\n| old name | new |\n\n## Speed\n\n| x |\n")  # later tables untouched
