@@ -113,6 +113,33 @@ def test_bilinear_upsampling_blends_neighbouring_tokens_instead_of_filling_block
         tiny(upsample="nearest")
 
 
+def _pre_tanh_scale(model: ViTTranslator, x: torch.Tensor) -> float:
+    out = {}
+    handle = model.head_out.register_forward_hook(lambda m, i, o: out.setdefault("y", o))
+    with torch.no_grad():
+        model(x)
+    handle.remove()
+    return out["y"].abs().mean().item()
+
+
+def test_head_norm_stops_the_head_scale_compounding_over_stages():
+    """Weights of every head conv 4x larger: without head_norm the output conv's input grows by 4 per
+    stage (the tanh saturates); with it, the scale is reset after each stage, so only the last conv's 4x is left."""
+    x = images(2, 3, 32, 32)
+    for head_norm, low, high in ((False, 1e3, float("inf")), (True, 1.0, 8.0)):
+        torch.manual_seed(0)
+        model = tiny(head_norm=head_norm).eval()
+        perturb(model)
+        before = _pre_tanh_scale(model, x)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name.split(".")[0] in ("reassemble", "stem", "up", "fuse", "head_out") and p.ndim == 4:
+                    p.mul_(4.0)
+        growth = _pre_tanh_scale(model, x) / before
+        assert low < growth < high, (head_norm, growth)
+    assert sum("stage_norm" in k for k in tiny().state_dict()) == 0  # off: the same weights as before
+
+
 def test_batch_items_are_independent():
     torch.manual_seed(0)
     model = tiny().eval()

@@ -206,6 +206,9 @@ class ViTTranslator(InitArgsMixin, nn.Module):
             path at full, 1/2 and 1/4 resolution can be made wider than head_dim's halvings give.
         upsample: how the head doubles the resolution, "bilinear" (resize, then conv: no patch grid
             forms at token borders) or "pixel_shuffle" (sub-pixel conv, ICNR).
+        head_norm: normalise the head's maps after every stage (GroupNorm of one group: each image's
+            channels and pixels together), so their scale cannot compound from stage to stage, drown
+            the finer stages' skips or saturate the output tanh.
     """
 
     weight_args = {"pretrained": False, "pretrained_path": None}  # a checkpoint holds the weights
@@ -231,6 +234,7 @@ class ViTTranslator(InitArgsMixin, nn.Module):
         global_residual: bool = False,
         head_min_channels: int = 8,
         upsample: str = "bilinear",
+        head_norm: bool = False,
     ) -> None:
         super().__init__()
         if upsample not in UPSAMPLERS:
@@ -327,6 +331,7 @@ class ViTTranslator(InitArgsMixin, nn.Module):
         )
         self.up = nn.ModuleList(UPSAMPLERS[upsample](ch[k + 1], ch[k]) for k in range(S))  # up[k]: stage k+1 -> k
         self.fuse = nn.ModuleList(ResidualConvUnit(ch[k]) for k in range(S + 1))
+        self.stage_norm = nn.ModuleList(nn.GroupNorm(1, ch[k]) if head_norm else nn.Identity() for k in range(S + 1))
         self.head_out = nn.Conv2d(ch[0], 3, 3, padding=1)
 
         self.init_weights()
@@ -349,7 +354,7 @@ class ViTTranslator(InitArgsMixin, nn.Module):
             elif isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
                 nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm | LayerNorm2d):
+            elif isinstance(m, nn.LayerNorm | LayerNorm2d | nn.GroupNorm):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
         trunc_normal_(self.style_tokens, std=0.02)
@@ -484,12 +489,12 @@ class ViTTranslator(InitArgsMixin, nn.Module):
                 y = F.interpolate(y, size=sizes[k], mode="bilinear", align_corners=False)  # (B, ch[k], *size)
             laterals[k] = y if laterals[k] is None else laterals[k] + y
 
-        y = self.fuse[S](laterals[S])  # (B, ch[S], h, w)
+        y = self.stage_norm[S](self.fuse[S](laterals[S]))  # (B, ch[S], h, w)
         for k in range(S - 1, -1, -1):
             y = self.up[k](y, sizes[k])  # (B, ch[k], *sizes[k])
             if laterals[k] is not None:
                 y = y + laterals[k]
-            y = self.fuse[k](y)
+            y = self.stage_norm[k](self.fuse[k](y))
         y = self.head_out(F.relu(y))  # (B, 3, H, W)
         if self.global_residual:
             y = y + torch.atanh(x.clamp(-1.0, 1.0) * _RESIDUAL_SCALE)
