@@ -52,6 +52,7 @@ def test_the_gpu_config_takes_the_cpu_recipes_losses_scaled_to_its_size():
     for group in ("cycle_a", "cycle_b", "disc_input"):
         shared = gpu["model"][group].keys() - {"downsample"}
         assert {k: gpu["model"][group][k] for k in shared} == {k: cpu["model"][group][k] for k in shared}, group
+    assert gpu["model"]["gen_ab"]["init_args"] == cpu["model"]["gen_ab"]["init_args"] == {"head_norm": True}
     blocks = [c["model"]["cycle_b"]["downsample"] / c["data"]["image_size"] for c in (gpu, cpu)]
     assert blocks[0] == blocks[1]  # the anime cycle's blocks cover the same share of the face
 
