@@ -385,8 +385,8 @@ class CycleGAN(pl.LightningModule):
         loss = d["loss/d_a"] + d["loss/d_b"]
         penalty = self.gradient_penalty
         if penalty.weight > 0:
-            d["loss/gp_a"] = penalty_loss(self.disc_a, real_a, pooled_fake_a, penalty.center, rng, penalty.at)
-            d["loss/gp_b"] = penalty_loss(self.disc_b, real_b, pooled_fake_b, penalty.center, rng, penalty.at)
+            d["loss/gp_a"] = penalty_loss(self.disc_a, real_a, pooled_fake_a, penalty.center, rng)
+            d["loss/gp_b"] = penalty_loss(self.disc_b, real_b, pooled_fake_b, penalty.center, rng)
             loss = loss + penalty.weight * (d["loss/gp_a"] + d["loss/gp_b"])
         d["loss/disc"] = loss
         return loss, d, preds

@@ -18,7 +18,6 @@ from torch import Tensor, nn
 DiscOutput = Tensor | Sequence[Tensor]
 GanLossName = Literal["lsgan", "hinge", "vanilla"]
 CycleSpace = Literal["rgb", "luma"]
-PenaltyPoints = Literal["interpolates", "real"]
 _LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601
 
 
@@ -94,26 +93,16 @@ GAN_LOSSES: dict[str, tuple[Callable[..., Tensor], Callable[..., Tensor]]] = {
 
 
 def gradient_penalty(
-    disc: nn.Module,
-    real: Tensor,
-    fake: Tensor,
-    center: float = 1.0,
-    generator: torch.Generator | None = None,
-    at: PenaltyPoints = "interpolates",
+    disc: nn.Module, real: Tensor, fake: Tensor, center: float = 1.0, generator: torch.Generator | None = None
 ) -> Tensor:
-    """Gradient penalty E[(||grad_x D(x_hat)||_2 - center)^2] on the discriminator.
+    """Gradient penalty on random interpolates of real and fake (Gulrajani et al. 2017).
 
-    `at="interpolates"`: x_hat = eps * real + (1 - eps) * fake, eps drawn per image from `generator` (a
-    CPU generator); `center=1` is WGAN-GP (Gulrajani et al. 2017), `center=0` the zero-centred variant.
-    `at="real"`: x_hat = real, so with `center=0` it is R1 (Mescheder et al. 2018): no gradient where the
-    real images are, which keeps the discriminator from overshooting around them; `fake` and `generator`
-    are not used. Multi-scale outputs are summed before the gradient.
+    E[(||grad_x D(x_hat)||_2 - center)^2] with x_hat = eps * real + (1 - eps) * fake. `center=1` is
+    WGAN-GP; `center=0` the zero-centred variant. Multi-scale outputs are summed before the gradient.
+    `generator` (a CPU generator) draws the interpolation weights.
     """
-    if at == "real":
-        x_hat = real.detach().requires_grad_(True)  # (B, C, H, W)
-    else:
-        eps = torch.rand(real.shape[0], 1, 1, 1, generator=generator).to(real)  # (B, 1, 1, 1)
-        x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)  # (B, C, H, W)
+    eps = torch.rand(real.shape[0], 1, 1, 1, generator=generator).to(real)  # (B, 1, 1, 1)
+    x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)  # (B, C, H, W)
     out = sum(p.float().sum() for p in scales(disc(x_hat)))
     (grad,) = torch.autograd.grad(out, x_hat, create_graph=True)  # (B, C, H, W)
     norm = grad.flatten(1).norm(2, dim=1)  # (B,)

@@ -18,7 +18,7 @@ from typing import Any, get_args
 from vitcycle.errors import VitcycleError
 from vitcycle.training.compiling import CompileWhen
 from vitcycle.training.diff_augment import DiffAugmentName, check_policy
-from vitcycle.training.losses import CycleSpace, PenaltyPoints
+from vitcycle.training.losses import CycleSpace
 
 
 def _at_least(group: str, **values: float) -> None:
@@ -104,26 +104,18 @@ class DiscriminatorInput:
 
 @dataclass(frozen=True)
 class GradientPenalty:
-    """A gradient penalty on the discriminators, E[(||grad D(x)|| - center)^2] (`losses.gradient_penalty`).
+    """A gradient penalty on the discriminators (Gulrajani et al. 2017), on real/fake interpolates.
 
     Args:
         weight: its weight in the discriminator objective; 0: off.
-        center: the target gradient norm (1: WGAN-GP; 0: zero-centred). Must be 0 at the real images.
-        at: where it is taken: "interpolates" of real and fake (Gulrajani et al. 2017), or "real", the
-            real images alone, which with center 0 is R1 (Mescheder et al. 2018).
+        center: the target gradient norm (1: WGAN-GP; 0: zero-centred).
     """
 
     weight: float = 0.0
     center: float = 1.0
-    at: PenaltyPoints = "interpolates"
 
     def __post_init__(self) -> None:
         _at_least("gradient_penalty", weight=(self.weight, 0))
-        if self.at not in get_args(PenaltyPoints):
-            raise VitcycleError(
-                f"gradient_penalty.at {self.at!r} must be one of {', '.join(map(repr, get_args(PenaltyPoints)))}")
-        if self.at == "real" and self.center != 0:
-            raise VitcycleError(f"gradient_penalty.center ({self.center}) must be 0 with at: real (R1); set center: 0")
 
 
 @dataclass(frozen=True)
