@@ -6,9 +6,10 @@
 Every run is `configs/selfie2anime_cpu.yaml` + the overlay (later --config files override earlier ones
 key by key), bounded by the config's batches (`--batches` to change), on the held-out split and with the
 judge of `make selfie2anime-cpu` (made here first if missing; the same seed-0 split and judge, so runs
-compare). Seeds run `--jobs` at a time, on one thread each, into runs/experiments/<overlay>/seed<S>;
-a seed with a last.ckpt is not trained again, nor scored again with an eval.json (delete it to rescore). `vitcycle eval` scores best.ckpt (last.ckpt before
-the first validation) on the 200 + 200 held-out faces. Printed: a table per seed with the min and the mean per direction, then the ledger row
+compare). Seeds run `--jobs` at a time, on one thread each, into runs/experiments/<overlay>/seed<S>; a
+seed with a last.ckpt is not trained again, nor scored again with an eval.json (delete it to rescore).
+`vitcycle eval` scores best.ckpt (last.ckpt before the first validation) on the 200 + 200 held-out faces.
+Printed: a table per seed with the min and the mean per direction, then the ledger row
 (benchmarks/RESULTS.md, "Ablation ledger"); `--append` adds that row at the end of the ledger.
 """
 
